@@ -1,0 +1,53 @@
+"""fastopt: fast CPU optimizers over NumPy arrays.
+
+Update kernels in typed Cython with OpenMP over flat buffers, under torch.optim's interface::
+
+    import numpy as np, fastopt
+    w = np.zeros((256, 128), np.float32)
+    opt = fastopt.Adam([w], lr=1e-3)
+    opt.step([grad_w])          # w changes in place
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any
+
+from . import functional, reference
+from ._version import __version__
+from .flat import flatten
+from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .threads import OPENMP, get_num_threads, set_num_threads
+
+
+def config() -> dict[str, Any]:
+    """What this installation is: version, OpenMP or serial, threads, platform."""
+    import numpy
+
+    from ._kernels import kernels
+
+    return {
+        "fastopt": __version__,
+        "location": __file__.rsplit("/", 1)[0],
+        "openmp": OPENMP,
+        "threads": get_num_threads(),
+        "serial_threshold": kernels.get_serial_threshold(),
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+def show_config() -> None:
+    """Print :func:`config`, one ``key: value`` per line."""
+    for key, value in config().items():
+        print(f"{key}: {value}")
+
+
+__all__ = [
+    "__version__", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten",
+    "functional", "reference", "get_num_threads", "set_num_threads", "config", "show_config",
+    "OPENMP",
+]

@@ -1,0 +1,38 @@
+# Adagrad.
+
+ctypedef struct AdagradArgs:
+    double lr             # decayed: γ / (1 + (t − 1) η)
+    double eps
+    double weight_decay
+    double sign           # -1 to maximize, else 1
+
+
+cdef void adagrad_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
+                        const void* args) noexcept nogil:
+    """Adagrad on one piece; state = [sum s].
+
+        g ← sign·g + λ p
+        s ← s + g²
+        p ← p − γₜ g / (√s + ε)
+    """
+    cdef const AdagradArgs* a = <const AdagradArgs*>args
+    cdef floating* s = state[0]
+    cdef floating lr = <floating>a.lr, eps = <floating>a.eps
+    cdef floating weight_decay = <floating>a.weight_decay, sign = <floating>a.sign
+    cdef floating gi, si
+    cdef Py_ssize_t i
+    for i in range(n):
+        gi = sign * g[i]
+        if weight_decay != 0:
+            gi = gi + weight_decay * p[i]
+        si = s[i] + gi * gi
+        s[i] = si
+        p[i] = p[i] - lr * (gi / (root(si) + eps))
+
+
+def adagrad(SegmentTable table, double lr, double eps, double weight_decay, double sign):
+    """One Adagrad step over ``table`` (state role 0, the sum of squares) with decayed ``lr``."""
+    cdef AdagradArgs a = AdagradArgs(lr, eps, weight_decay, sign)
+    table.start_kernel(0b001)
+    with nogil:
+        drive(&table.t, adagrad_chunk[float], adagrad_chunk[double], &a)

@@ -1,0 +1,61 @@
+# Adam, AMSGrad and AdamW.
+
+ctypedef struct AdamArgs:
+    double step_size      # lr / (1 - beta1^t)
+    double bias2_sqrt     # sqrt(1 - beta2^t)
+    double beta1
+    double beta2
+    double eps
+    double weight_decay   # L2 coefficient; 0 for decoupled decay
+    double decay          # 1 - lr * weight_decay for decoupled decay, else 1
+    double sign           # -1 to maximize, else 1
+    bint amsgrad
+
+
+cdef void adam_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
+                     const void* args) noexcept nogil:
+    """Adam on one piece; state = [exp_avg m, exp_avg_sq v, max_exp_avg_sq v̂ or NULL].
+
+        g ← sign·g;  p ← decay·p;  g ← g + λ p
+        m ← β₁ m + (1 − β₁) g
+        v ← β₂ v + (1 − β₂) g²
+        v̂ ← max(v̂, v)                                   (AMSGrad; v̂ replaces v below)
+        p ← p − step_size · m / (√v / bias2_sqrt + ε)
+    """
+    cdef const AdamArgs* a = <const AdamArgs*>args
+    cdef floating* m = state[0]
+    cdef floating* v = state[1]
+    cdef floating* v_max = state[2]
+    cdef floating step_size = <floating>a.step_size, bias2_sqrt = <floating>a.bias2_sqrt
+    cdef floating beta1 = <floating>a.beta1, beta2 = <floating>a.beta2
+    cdef floating one_minus_beta1 = <floating>(1.0 - a.beta1)
+    cdef floating one_minus_beta2 = <floating>(1.0 - a.beta2)
+    cdef floating eps = <floating>a.eps, weight_decay = <floating>a.weight_decay
+    cdef floating decay = <floating>a.decay, sign = <floating>a.sign
+    cdef bint amsgrad = a.amsgrad
+    cdef floating gi, pi, mi, vi
+    cdef Py_ssize_t i
+    for i in range(n):
+        gi = sign * g[i]
+        pi = decay * p[i]
+        if weight_decay != 0:
+            gi = gi + weight_decay * pi
+        mi = beta1 * m[i] + one_minus_beta1 * gi
+        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        if amsgrad:
+            # v̂ > v is false for a NaN v, so NaN propagates as with torch.maximum.
+            vi = v_max[i] if v_max[i] > vi else vi
+            v_max[i] = vi
+        p[i] = pi - step_size * (mi / (root(vi) / bias2_sqrt + eps))
+
+
+def adam(SegmentTable table, double step_size, double bias2_sqrt, double beta1, double beta2,
+         double eps, double weight_decay, double decay, double sign, bint amsgrad):
+    """One Adam/AMSGrad/AdamW step over ``table`` (state roles 0, 1 and, for AMSGrad, 2)."""
+    cdef AdamArgs a = AdamArgs(step_size, bias2_sqrt, beta1, beta2, eps, weight_decay, decay,
+                               sign, amsgrad)
+    table.start_kernel(0b011 | amsgrad << 2)
+    with nogil:
+        drive(&table.t, adam_chunk[float], adam_chunk[double], &a)

@@ -1,0 +1,13 @@
+/* OpenMP where the compiler has it; a serial stand-in where it does not, so the same
+   Cython source builds either way and fastopt can report which one it got. */
+#ifndef FASTOPT_OMP_SHIM_H
+#define FASTOPT_OMP_SHIM_H
+#ifdef _OPENMP
+#include <omp.h>
+#define FASTOPT_OPENMP 1
+#else
+#define FASTOPT_OPENMP 0
+static inline int omp_get_max_threads(void) { return 1; }
+static inline void omp_set_num_threads(int n) { (void)n; }
+#endif
+#endif
