@@ -27,7 +27,7 @@ cdef void adagrad_chunk(floating* p, const floating* g, floating** state, Py_ssi
             gi = gi + weight_decay * p[i]
         si = s[i] + gi * gi
         s[i] = si
-        p[i] = p[i] - lr * (gi / (root(si) + eps))
+        p[i] = p[i] - lr * gi / (root(si) + eps)
 
 
 def adagrad(SegmentTable table, double lr, double eps, double weight_decay, double sign):

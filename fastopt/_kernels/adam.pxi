@@ -48,7 +48,7 @@ cdef void adam_chunk(floating* p, const floating* g, floating** state, Py_ssize_
             # v̂ > v is false for a NaN v, so NaN propagates as with torch.maximum.
             vi = v_max[i] if v_max[i] > vi else vi
             v_max[i] = vi
-        p[i] = pi - step_size * (mi / (root(vi) / bias2_sqrt + eps))
+        p[i] = pi - step_size * mi / (root(vi) / bias2_sqrt + eps)
 
 
 def adam(SegmentTable table, double step_size, double bias2_sqrt, double beta1, double beta2,

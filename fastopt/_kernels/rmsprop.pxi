@@ -39,7 +39,7 @@ cdef inline void rmsprop_loop(floating* p, const floating* g, floating** state, 
             b[i] = bi
             p[i] = p[i] - lr * bi
         else:
-            p[i] = p[i] - lr * (gi / di)
+            p[i] = p[i] - lr * gi / di
 
 
 cdef void rmsprop_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -60,7 +61,7 @@ class Adam(Optimizer):
         kernels.adam(
             table,
             lr / (1 - beta1**step),
-            (1 - beta2**step) ** 0.5,
+            math.sqrt(1 - beta2**step),
             beta1,
             beta2,
             eps,
