@@ -17,12 +17,13 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def real(name: str, value: Any, *, below: float = math.inf, upper_open: bool = False) -> float:
     """A finite real number ``x`` with ``0 <= x <= below`` (``< below`` if ``upper_open``)."""
-    if type(value) is not float and (
+    # Checked at every step: plain floats and ints skip the (slow) abstract-class checks.
+    if type(value) is not float and type(value) is not int and (
         isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
     ):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
     x = float(value)
-    if not (0.0 <= x < below if upper_open else 0.0 <= x <= below) or not math.isfinite(x):
+    if not (0.0 <= x < below if upper_open else 0.0 <= x <= below) or x == math.inf:
         bound = f"[0, {below:g}{')' if upper_open else ']'}" if below != math.inf else ">= 0"
         raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")
     return x

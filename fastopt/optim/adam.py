@@ -55,6 +55,9 @@ class Adam(Optimizer):
     def roles_used(cls, hyper: Hyper) -> tuple[str, ...]:
         return cls.roles if hyper[5] else cls.roles[:2]
 
+    def _normalise(self, group: dict[str, Any], hyper: Hyper) -> None:
+        group["betas"] = (hyper[1], hyper[2])
+
     @classmethod
     def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str]) -> None:
         lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled = hyper

@@ -18,6 +18,7 @@ from .._kernels import kernels
 from ..flat import Layout, first_overlap
 
 Hyper = tuple  # a group's validated hyper-parameters, in the order the subclass defines
+_NOTHING: frozenset[str] = frozenset()
 
 
 class Optimizer:
@@ -68,6 +69,9 @@ class Optimizer:
         that were just initialised for this step."""
         raise NotImplementedError
 
+    def _normalise(self, group: dict[str, Any], hyper: Hyper) -> None:
+        """Store validated values in their canonical form (a new or loaded group only)."""
+
     def _initial_value(self, role: str, group: dict[str, Any]) -> float:
         return 0.0
 
@@ -110,7 +114,7 @@ class Optimizer:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
             group["params"] = arrays
-            self.check_group(group)
+            self._normalise(group, self.check_group(group))
             groups.append(group)
         overlap = first_overlap(params)
         if overlap is not None:
@@ -161,7 +165,10 @@ class Optimizer:
 
     def _ensure_roles(self, g: int, needed: Sequence[str]) -> frozenset[str]:
         """Initialise the roles in ``needed`` that group ``g`` does not hold yet."""
-        fresh = frozenset(needed) - self._live[g]
+        live = self._live[g]
+        if live.issuperset(needed):
+            return _NOTHING
+        fresh = frozenset(needed) - live
         for role in fresh:
             if role not in self._buffers:
                 self._allocate(role)
@@ -222,8 +229,8 @@ class Optimizer:
             start = self._starts[g]
             indices = list(range(start, start + len(group["params"])))
             groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": indices})
-            if not self._live[g] and self._steps[g] == 0:
-                continue
+            if not self._live[g] and not (self.counts_steps and self._steps[g]):
+                continue  # no state yet (torch has no entry either)
             for k, i in enumerate(indices):
                 entry: dict[str, Any] = {"step": self._steps[g]} if self.counts_steps else {}
                 for role in self.roles:
@@ -276,6 +283,7 @@ class Optimizer:
                 raise ValueError(f"{where}: missing hyper-parameters {sorted(missing)}")
             group = dict(saved)
             hyper = self.check_group(group)
+            self._normalise(group, hyper)
             entries = []
             for k, index in enumerate(saved["params"]):
                 if index in seen:

@@ -1,0 +1,349 @@
+"""Shared fixtures and helpers for the fastopt test suite.
+
+What lives here:
+- ``CONFIGS``: every option of every optimizer that the suite exercises (one row per
+  configuration, with a readable id), used by the reference, torch, state-dict, threading and
+  functional tests alike;
+- ``Model``: deterministic parameter sets (several shapes: 0-d, one element, size 0, odd sizes,
+  one tensor above 300_000 elements so the parallel path is crossed) in float32/float64, laid
+  out as one group or as several groups with their own hyper-parameters;
+- ``GradStream``: deterministic random gradients per step (fresh arrays every call);
+- comparison helpers (bitwise state-dict equality, scale-aware closeness).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizer configurations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    id: str
+    name: str  # class name in fastopt / fastopt.reference / torch.optim
+    kwargs: dict
+
+    def __repr__(self) -> str:  # shows up in assertion messages
+        return f"{self.name}({self.kwargs})"
+
+    def make(self, module, params, **overrides):
+        kwargs = dict(self.kwargs)
+        kwargs.update(overrides)
+        return getattr(module, self.name)(params, **kwargs)
+
+
+def _c(id_, name, **kwargs):
+    return Config(id_, name, kwargs)
+
+
+# Learning rates are chosen so that 100+ steps move the parameters a lot (the trajectories are
+# not trivially close to the initial values) without diverging.
+CONFIGS = [
+    # SGD: momentum 0 / 0.9, dampening, nesterov, weight_decay, maximize
+    _c("sgd", "SGD", lr=0.05),
+    _c("sgd-wd", "SGD", lr=0.05, weight_decay=0.01),
+    _c("sgd-maximize", "SGD", lr=0.05, maximize=True),
+    _c("sgd-momentum", "SGD", lr=0.02, momentum=0.9),
+    _c("sgd-momentum-dampening", "SGD", lr=0.02, momentum=0.9, dampening=0.3),
+    _c("sgd-momentum-wd-maximize", "SGD", lr=0.02, momentum=0.9, weight_decay=0.02, maximize=True),
+    _c("sgd-nesterov", "SGD", lr=0.02, momentum=0.9, nesterov=True),
+    _c("sgd-nesterov-wd-maximize", "SGD", lr=0.02, momentum=0.5, nesterov=True,
+       weight_decay=0.01, maximize=True),
+    # Adagrad: lr_decay, initial_accumulator_value, weight_decay, eps, maximize
+    _c("adagrad", "Adagrad", lr=0.05),
+    _c("adagrad-lr_decay", "Adagrad", lr=0.05, lr_decay=0.01),
+    _c("adagrad-init_acc", "Adagrad", lr=0.05, initial_accumulator_value=0.1),
+    _c("adagrad-wd", "Adagrad", lr=0.05, weight_decay=0.01),
+    _c("adagrad-eps", "Adagrad", lr=0.05, eps=1e-3),
+    _c("adagrad-maximize", "Adagrad", lr=0.05, maximize=True),
+    _c("adagrad-all", "Adagrad", lr=0.1, lr_decay=0.05, initial_accumulator_value=0.5,
+       weight_decay=0.02, eps=1e-6, maximize=True),
+    # RMSprop: alpha, centered, momentum, weight_decay, maximize
+    _c("rmsprop", "RMSprop", lr=0.01),
+    _c("rmsprop-alpha", "RMSprop", lr=0.01, alpha=0.9),
+    _c("rmsprop-centered", "RMSprop", lr=0.01, centered=True),
+    _c("rmsprop-momentum", "RMSprop", lr=0.005, momentum=0.9),
+    _c("rmsprop-centered-momentum", "RMSprop", lr=0.005, centered=True, momentum=0.5),
+    _c("rmsprop-wd", "RMSprop", lr=0.01, weight_decay=0.01),
+    _c("rmsprop-maximize", "RMSprop", lr=0.01, maximize=True),
+    _c("rmsprop-all", "RMSprop", lr=0.005, alpha=0.95, eps=1e-6, weight_decay=0.02, momentum=0.7,
+       centered=True, maximize=True),
+    # Adam: amsgrad, weight_decay, maximize, decoupled_weight_decay (+ betas/eps)
+    _c("adam", "Adam", lr=0.01),
+    _c("adam-betas-eps", "Adam", lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+    _c("adam-amsgrad", "Adam", lr=0.01, amsgrad=True),
+    _c("adam-wd", "Adam", lr=0.01, weight_decay=0.05),
+    _c("adam-maximize", "Adam", lr=0.01, maximize=True),
+    _c("adam-decoupled", "Adam", lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    _c("adam-all", "Adam", lr=0.01, betas=(0.85, 0.995), weight_decay=0.05, amsgrad=True,
+       maximize=True),
+    _c("adam-decoupled-amsgrad-maximize", "Adam", lr=0.01, weight_decay=0.1, amsgrad=True,
+       maximize=True, decoupled_weight_decay=True),
+    # AdamW: amsgrad, weight_decay (+ maximize)
+    _c("adamw", "AdamW", lr=0.01),
+    _c("adamw-wd", "AdamW", lr=0.01, weight_decay=0.2),
+    _c("adamw-amsgrad", "AdamW", lr=0.01, amsgrad=True),
+    _c("adamw-amsgrad-wd-maximize", "AdamW", lr=0.01, weight_decay=0.1, amsgrad=True,
+       maximize=True),
+]
+CONFIG_IDS = [c.id for c in CONFIGS]
+CONFIG_BY_ID = {c.id: c for c in CONFIGS}
+
+# One representative "everything on" configuration per optimizer class, for tests that need
+# each class once (threads, state-dict round trips with every kind of state).
+PER_CLASS = [
+    CONFIG_BY_ID[i]
+    for i in ("sgd-momentum-wd-maximize", "sgd-nesterov", "sgd", "adagrad-all", "rmsprop-all",
+              "rmsprop", "adam-all", "adam-decoupled", "adamw-amsgrad-wd-maximize", "adamw")
+]
+PER_CLASS_IDS = [c.id for c in PER_CLASS]
+
+# The per-parameter state keys that API_SPEC.md promises (after at least one step).
+def expected_state_keys(config: Config) -> set:
+    kw = config.kwargs
+    if config.name == "SGD":
+        return {"momentum_buffer"} if kw.get("momentum", 0.0) != 0 else set()
+    if config.name == "Adagrad":
+        return {"step", "sum"}
+    if config.name == "RMSprop":
+        keys = {"step", "square_avg"}
+        if kw.get("momentum", 0.0) > 0:
+            keys.add("momentum_buffer")
+        if kw.get("centered", False):
+            keys.add("grad_avg")
+        return keys
+    keys = {"step", "exp_avg", "exp_avg_sq"}
+    if kw.get("amsgrad", False):
+        keys.add("max_exp_avg_sq")
+    return keys
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters and gradients
+# --------------------------------------------------------------------------------------------
+
+LARGE = (613, 517)  # 316_921 elements: above the 300_000 that the parallel path needs
+assert math.prod(LARGE) > 300_000
+
+# 0-d, one element, size 0, odd sizes (1023, 91, 105), a 2-D and a 3-D tensor, the large one.
+MULTI_SHAPES = [(), (1,), (1023,), (0,), (7, 13), (3, 5, 7), LARGE, (2, 0, 3), (64,)]
+FLAT_SHAPES = [(40_961,)]
+
+# Layouts: a list of groups, each (shapes, per-group overrides). An empty overrides dict on a
+# single group means "pass a plain list of arrays".
+LAYOUTS = {
+    "multi": [(MULTI_SHAPES, {})],
+    "flat": [(FLAT_SHAPES, {})],
+    "two_groups": [
+        ([(1,), (7, 13), (20_011,)], {"lr": 0.003, "weight_decay": 0.03}),
+        ([(), (1023,), (3, 5, 7)], {}),
+    ],
+}
+LAYOUT_IDS = list(LAYOUTS)
+
+
+class Model:
+    """A deterministic set of initial parameters laid out in groups.
+
+    ``fresh()`` returns (params_argument, flat_list_of_arrays) built from new copies of the
+    initial values every call, so two optimizers never share a parameter.
+    """
+
+    def __init__(self, groups, dtype, seed: int = 0):
+        self.dtype = np.dtype(dtype)
+        self.groups = [(list(shapes), dict(over)) for shapes, over in groups]
+        rng = np.random.default_rng([seed, 12345])
+        self.initial = []
+        for shapes, _ in self.groups:
+            arrays = []
+            for shape in shapes:
+                a = rng.standard_normal(shape).astype(self.dtype)
+                arrays.append(a)
+            self.initial.append(arrays)
+
+    @property
+    def shapes(self):
+        return [a.shape for arrays in self.initial for a in arrays]
+
+    @property
+    def sizes(self):
+        return [a.size for arrays in self.initial for a in arrays]
+
+    def fresh(self, convert=None):
+        convert = convert or (lambda a: a)
+        flat, arg = [], []
+        for (shapes, over), arrays in zip(self.groups, self.initial):
+            copies = [np.array(a, copy=True, order="C") for a in arrays]
+            flat.extend(copies)
+            arg.append({"params": [convert(c) for c in copies], **over})
+        if len(arg) == 1 and not arg[0].keys() - {"params"}:
+            arg = arg[0]["params"]
+        return arg, flat
+
+
+def make_model(layout: str, dtype, seed: int = 0) -> Model:
+    return Model(LAYOUTS[layout], dtype, seed)
+
+
+def make_params(shapes, dtype, seed: int = 0):
+    """A flat list of fresh parameter arrays of the given shapes (deterministic values)."""
+    return Model([(shapes, {})], dtype, seed).fresh()[1]
+
+
+@functools.lru_cache(maxsize=16)
+def _noise_pool(n: int, dtype: np.dtype, seed: int) -> np.ndarray:
+    """Standard normal noise, generated once per (size, dtype, seed) and never written."""
+    pool = np.random.default_rng([seed, 777]).standard_normal(n + _POOL_SLACK).astype(dtype)
+    pool.flags.writeable = False
+    return pool
+
+
+_POOL_SLACK = 8191
+
+
+class GradStream:
+    """Deterministic random gradients: ``stream(t)`` returns fresh arrays for step t.
+
+    The values depend only on (seed, t, tensor index), not on call order. Step t reads a
+    window of a fixed pool of standard normal noise at an offset that changes with t (cheap:
+    drawing fresh normals for 300_000+ elements at every step dominated the suite's time), so
+    every element sees a different value at every step. Each tensor gets its own scale (0.1,
+    1, 10 in turn) and the overall scale oscillates and decays with t, so that AMSGrad's
+    running maximum differs from the second moment and momentum has something to do.
+    """
+
+    def __init__(self, shapes, dtype, seed: int = 0):
+        self.shapes = [tuple(s) for s in shapes]
+        self.dtype = np.dtype(dtype)
+        self.seed = seed
+        sizes = [math.prod(s) for s in self.shapes]
+        self.starts = [0, *itertools.accumulate(sizes)][:-1]
+        self.total = sum(sizes)
+
+    def __call__(self, t: int):
+        pool = _noise_pool(self.total, self.dtype, self.seed)
+        offset = (t * 4099 + self.seed * 31) % _POOL_SLACK
+        scale_t = (1.5 + math.sin(t / 4.0)) / math.sqrt(1.0 + t / 25.0)
+        grads = []
+        for i, (shape, start) in enumerate(zip(self.shapes, self.starts)):
+            n = math.prod(shape)
+            window = pool[offset + start: offset + start + n]
+            g = np.multiply(window, self.dtype.type(scale_t * 10.0 ** (i % 3 - 1)))
+            grads.append(g.reshape(shape))
+        return grads
+
+
+# --------------------------------------------------------------------------------------------
+# Comparisons
+# --------------------------------------------------------------------------------------------
+
+
+def snapshot(arrays):
+    return [np.array(a, copy=True) for a in arrays]
+
+
+def assert_arrays_equal(actual, desired, what=""):
+    """Bitwise equality (NaNs at the same places count as equal), same dtype and shape."""
+    assert len(actual) == len(desired), what
+    for i, (a, d) in enumerate(zip(actual, desired)):
+        a, d = np.asarray(a), np.asarray(d)
+        assert a.dtype == d.dtype, f"{what}[{i}]: dtype {a.dtype} != {d.dtype}"
+        assert a.shape == d.shape, f"{what}[{i}]: shape {a.shape} != {d.shape}"
+        if not np.array_equal(a, d, equal_nan=True):
+            diff = np.abs(a.astype(np.float64) - d.astype(np.float64))
+            raise AssertionError(
+                f"{what}[{i}] differs in {np.count_nonzero(diff)} of {a.size} elements; "
+                f"max abs diff {np.nanmax(diff)}"
+            )
+
+
+def assert_state_dicts_equal(a: dict, b: dict, what="state_dict"):
+    """Two state_dicts are identical: same keys, same ints, bitwise equal arrays."""
+    assert set(a) == set(b) == {"state", "param_groups"}, what
+    assert set(a["state"]) == set(b["state"]), f"{what}: state indices differ"
+    for idx in a["state"]:
+        sa, sb = a["state"][idx], b["state"][idx]
+        assert set(sa) == set(sb), f"{what}: state[{idx}] keys {set(sa)} != {set(sb)}"
+        for key in sa:
+            va, vb = sa[key], sb[key]
+            if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
+                assert_arrays_equal([va], [vb], f"{what}: state[{idx}][{key!r}]")
+            else:
+                assert type(va) is type(vb) and va == vb, f"{what}: state[{idx}][{key!r}]"
+    assert len(a["param_groups"]) == len(b["param_groups"]), what
+    for ga, gb in zip(a["param_groups"], b["param_groups"]):
+        assert set(ga) == set(gb), f"{what}: group keys {set(ga)} != {set(gb)}"
+        for key in ga:
+            assert ga[key] == gb[key], f"{what}: group[{key!r}] {ga[key]!r} != {gb[key]!r}"
+
+
+def assert_close(actual, desired, rtol: float, what=""):
+    """|actual - desired| <= rtol * (|desired| + max|desired|), element-wise.
+
+    The second term makes the tolerance relative to the array's scale for elements that pass
+    near zero (a parameter crossing zero has an unbounded element-wise relative error even when
+    the trajectory is right to the last bit of its scale).
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    d = np.asarray(desired, dtype=np.float64)
+    assert a.shape == d.shape, f"{what}: shape {a.shape} != {d.shape}"
+    if d.size == 0:
+        return
+    scale = float(np.max(np.abs(d)))
+    np.testing.assert_allclose(a, d, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def scaled_error(actual, desired) -> float:
+    """max |a - d| / (|d| + max|d|): the quantity assert_close bounds (for measurements)."""
+    a = np.asarray(actual, dtype=np.float64)
+    d = np.asarray(desired, dtype=np.float64)
+    if d.size == 0:
+        return 0.0
+    scale = float(np.max(np.abs(d)))
+    if scale == 0.0:
+        return float(np.max(np.abs(a)))
+    return float(np.max(np.abs(a - d) / (np.abs(d) + scale)))
+
+
+def copy_state_dict(sd: dict) -> dict:
+    """A deep copy of a (fastopt) state_dict."""
+    import copy
+
+    return copy.deepcopy(sd)
+
+
+@pytest.fixture(params=DTYPES, ids=DTYPE_IDS)
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture
+def restore_threads():
+    """Put the OpenMP thread count back to what it was before the test."""
+    import fastopt
+
+    before = fastopt.get_num_threads()
+    yield before
+    fastopt.set_num_threads(before)
+    assert fastopt.get_num_threads() == before
+
+
+
+def pytest_report_header(config):
+    """Say which fastopt is under test: CI must test the installed wheel, not the source tree."""
+    import fastopt
+
+    return f"fastopt {fastopt.__version__} from {fastopt.__file__} (openmp={fastopt.OPENMP})"

@@ -1,0 +1,118 @@
+"""Thread count control, and results that do not depend on the thread count.
+
+Proves that set_num_threads / get_num_threads round-trip (and refuse nonsense without changing
+the count), that config() reports the thread count and OpenMP, and that every configuration of
+every optimizer gives bitwise identical parameters and state with 1 and with 2 threads, on one
+tensor well above 10^6 elements (so the parallel path splits it between threads) and on a
+multi-tensor model (segments split across threads at different points). The thread count is
+restored after each test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastopt
+
+from conftest import (
+    CONFIGS,
+    CONFIG_IDS,
+    MULTI_SHAPES,
+    PER_CLASS,
+    PER_CLASS_IDS,
+    GradStream,
+    Model,
+    assert_arrays_equal,
+    assert_state_dicts_equal,
+)
+
+BIG = (1_500_007,)  # well above 10^6, odd: the split between threads is uneven
+STEPS = 4
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1])
+def test_set_get_round_trip(n, restore_threads):
+    fastopt.set_num_threads(n)
+    assert fastopt.get_num_threads() == n
+    assert fastopt.config()["threads"] == n
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_set_num_threads_refuses_nonsense(bad, restore_threads):
+    fastopt.set_num_threads(2)
+    with pytest.raises((ValueError, TypeError)):
+        fastopt.set_num_threads(bad)
+    assert fastopt.get_num_threads() == 2
+
+
+def test_config_and_show_config(capsys):
+    cfg = fastopt.config()
+    assert isinstance(cfg, dict)
+    assert cfg["openmp"] in (True, False)
+    assert cfg["threads"] == fastopt.get_num_threads() >= 1
+    assert fastopt.__version__ in {str(v) for v in cfg.values()}
+    fastopt.show_config()
+    out = capsys.readouterr().out
+    assert fastopt.__version__ in out and "openmp" in out
+
+
+def _grads_cache(shapes, dtype, steps):
+    stream = GradStream(shapes, dtype, seed=3)
+    return [stream(t) for t in range(1, steps + 1)]
+
+
+@pytest.fixture(scope="module")
+def big_grads():
+    return {dt: _grads_cache([BIG], dt, STEPS) for dt in (np.float32, np.float64)}
+
+
+MULTI = MULTI_SHAPES + [(1_100_003,)]
+
+
+@pytest.fixture(scope="module")
+def multi_grads():
+    return {dt: _grads_cache(MULTI, dt, STEPS) for dt in (np.float32, np.float64)}
+
+
+def _run(config, shapes, dtype, grads, threads):
+    fastopt.set_num_threads(threads)
+    assert fastopt.get_num_threads() == threads
+    params = Model([(shapes, {})], dtype, seed=9).fresh()[1]
+    opt = config.make(fastopt, params)
+    for g in grads:
+        opt.step(g)
+    return params, opt.state_dict()
+
+
+def _check(config, shapes, dtype, grads):
+    p1, sd1 = _run(config, shapes, dtype, grads, 1)
+    p2, sd2 = _run(config, shapes, dtype, grads, 2)
+    assert_arrays_equal(p2, p1, "params, 2 threads vs 1")
+    assert_state_dicts_equal(sd2, sd1, "state, 2 threads vs 1")
+    # The run changed the parameters (comparing two no-ops would prove nothing).
+    p0 = Model([(shapes, {})], dtype, seed=9).fresh()[1]
+    assert not np.array_equal(p1[-1], p0[-1])
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_one_big_tensor_bitwise_identical_1_vs_2_threads(config, dtype, big_grads,
+                                                         restore_threads):
+    _check(config, [BIG], dtype, big_grads[dtype])
+
+
+@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+def test_multi_tensor_bitwise_identical_1_vs_2_threads(config, dtype, multi_grads,
+                                                       restore_threads):
+    _check(config, MULTI, dtype, multi_grads[dtype])
+
+
+def test_threadpoolctl_sees_and_limits_fastopt(restore_threads):
+    """DESIGN.md: threadpoolctl must be able to see and limit fastopt's OpenMP."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not fastopt.config()["openmp"]:
+        pytest.skip("a serial build (no OpenMP) has no thread pool to limit")
+    fastopt.set_num_threads(2)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert fastopt.get_num_threads() == 1
+    assert fastopt.get_num_threads() == 2
