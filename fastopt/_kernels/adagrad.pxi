@@ -4,25 +4,25 @@ ctypedef struct AdagradArgs:
     double lr             # decayed: γ / (1 + (t − 1) η)
     double eps
     double weight_decay
-    double sign           # -1 to maximize, else 1
+    double grad_scale     # g is read as grad_scale·g: −1 to maximize, times a clipping factor
 
 
 cdef void adagrad_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
                         const void* args) noexcept nogil:
     """Adagrad on one piece; state = [sum s].
 
-        g ← sign·g + λ p
+        g ← grad_scale·g + λ p
         s ← s + g²
         p ← p − γₜ g / (√s + ε)
     """
     cdef const AdagradArgs* a = <const AdagradArgs*>args
     cdef floating* s = state[0]
     cdef floating lr = <floating>a.lr, eps = <floating>a.eps
-    cdef floating weight_decay = <floating>a.weight_decay, sign = <floating>a.sign
+    cdef floating weight_decay = <floating>a.weight_decay, grad_scale = <floating>a.grad_scale
     cdef floating gi, si
     cdef Py_ssize_t i
     for i in range(n):
-        gi = sign * g[i]
+        gi = grad_scale * g[i]
         if weight_decay != 0:
             gi = gi + weight_decay * p[i]
         si = s[i] + gi * gi
@@ -30,9 +30,9 @@ cdef void adagrad_chunk(floating* p, const floating* g, floating** state, Py_ssi
         p[i] = p[i] - lr * gi / (root(si) + eps)
 
 
-def adagrad(SegmentTable table, double lr, double eps, double weight_decay, double sign):
+def adagrad(SegmentTable table, double lr, double eps, double weight_decay, double grad_scale):
     """One Adagrad step over ``table`` (state role 0, the sum of squares) with decayed ``lr``."""
-    cdef AdagradArgs a = AdagradArgs(lr, eps, weight_decay, sign)
+    cdef AdagradArgs a = AdagradArgs(lr, eps, weight_decay, grad_scale)
     table.start_kernel(0b001)
     with nogil:
         drive(&table.t, adagrad_chunk[float], adagrad_chunk[double], &a)

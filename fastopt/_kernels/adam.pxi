@@ -8,7 +8,7 @@ ctypedef struct AdamArgs:
     double eps
     double weight_decay   # L2 coefficient; 0 for decoupled decay
     double decay          # 1 - lr * weight_decay for decoupled decay, else 1
-    double sign           # -1 to maximize, else 1
+    double grad_scale     # g is read as grad_scale·g: −1 to maximize, times a clipping factor
     bint amsgrad
 
 
@@ -16,7 +16,7 @@ cdef void adam_chunk(floating* p, const floating* g, floating** state, Py_ssize_
                      const void* args) noexcept nogil:
     """Adam on one piece; state = [exp_avg m, exp_avg_sq v, max_exp_avg_sq v̂ or NULL].
 
-        g ← sign·g;  p ← decay·p;  g ← g + λ p
+        g ← grad_scale·g;  p ← decay·p;  g ← g + λ p
         m ← β₁ m + (1 − β₁) g
         v ← β₂ v + (1 − β₂) g²
         v̂ ← max(v̂, v)                                   (AMSGrad; v̂ replaces v below)
@@ -31,12 +31,12 @@ cdef void adam_chunk(floating* p, const floating* g, floating** state, Py_ssize_
     cdef floating one_minus_beta1 = <floating>(1.0 - a.beta1)
     cdef floating one_minus_beta2 = <floating>(1.0 - a.beta2)
     cdef floating eps = <floating>a.eps, weight_decay = <floating>a.weight_decay
-    cdef floating decay = <floating>a.decay, sign = <floating>a.sign
+    cdef floating decay = <floating>a.decay, grad_scale = <floating>a.grad_scale
     cdef bint amsgrad = a.amsgrad
     cdef floating gi, pi, mi, vi
     cdef Py_ssize_t i
     for i in range(n):
-        gi = sign * g[i]
+        gi = grad_scale * g[i]
         pi = decay * p[i]
         if weight_decay != 0:
             gi = gi + weight_decay * pi
@@ -52,10 +52,10 @@ cdef void adam_chunk(floating* p, const floating* g, floating** state, Py_ssize_
 
 
 def adam(SegmentTable table, double step_size, double bias2_sqrt, double beta1, double beta2,
-         double eps, double weight_decay, double decay, double sign, bint amsgrad):
+         double eps, double weight_decay, double decay, double grad_scale, bint amsgrad):
     """One Adam/AMSGrad/AdamW step over ``table`` (state roles 0, 1 and, for AMSGrad, 2)."""
     cdef AdamArgs a = AdamArgs(step_size, bias2_sqrt, beta1, beta2, eps, weight_decay, decay,
-                               sign, amsgrad)
+                               grad_scale, amsgrad)
     table.start_kernel(0b011 | amsgrad << 2)
     with nogil:
         drive(&table.t, adam_chunk[float], adam_chunk[double], &a)

@@ -3,7 +3,8 @@
 
 One extension module: the segment table and the parallel driver (``segments.pxi``), the
 thread policy (``threads.pxi``) and one chunk function per update rule (``sgd.pxi``,
-``adagrad.pxi``, ``rmsprop.pxi``, ``adam.pxi``). Each rule's chunk function is a plain loop
+``adagrad.pxi``, ``rmsprop.pxi``, ``adam.pxi``), and gradient norms and clipping
+(``norms.pxi``). Each rule's chunk function is a plain loop
 over one piece of one segment, generic over float32/float64 through the fused type
 ``floating``; the driver splits a whole parameter group into pieces and hands them to OpenMP
 threads in one parallel region. Per-step scalars arrive as C doubles, already computed by the
@@ -20,3 +21,4 @@ include "sgd.pxi"
 include "adagrad.pxi"
 include "rmsprop.pxi"
 include "adam.pxi"
+include "norms.pxi"

@@ -6,7 +6,7 @@ ctypedef struct RMSpropArgs:
     double eps
     double weight_decay
     double momentum       # 0: no buffer
-    double sign           # -1 to maximize, else 1
+    double grad_scale     # g is read as grad_scale·g: −1 to maximize, times a clipping factor
     bint centered
 
 
@@ -18,12 +18,12 @@ cdef inline void rmsprop_loop(floating* p, const floating* g, floating** state, 
     cdef floating lr = <floating>a.lr, alpha = <floating>a.alpha
     cdef floating one_minus_alpha = <floating>(1.0 - a.alpha)
     cdef floating eps = <floating>a.eps, weight_decay = <floating>a.weight_decay
-    cdef floating momentum = <floating>a.momentum, sign = <floating>a.sign
+    cdef floating momentum = <floating>a.momentum, grad_scale = <floating>a.grad_scale
     cdef bint heavy_ball = a.momentum > 0
     cdef floating gi, vi, ai, di, bi
     cdef Py_ssize_t i
     for i in range(n):
-        gi = sign * g[i]
+        gi = grad_scale * g[i]
         if weight_decay != 0:
             gi = gi + weight_decay * p[i]
         vi = alpha * v[i] + one_minus_alpha * gi * gi
@@ -46,7 +46,7 @@ cdef void rmsprop_chunk(floating* p, const floating* g, floating** state, Py_ssi
                         const void* args) noexcept nogil:
     """RMSprop on one piece; state = [square_avg v, momentum_buffer b or NULL, grad_avg ḡ or NULL].
 
-        g ← sign·g + λ p
+        g ← grad_scale·g + λ p
         v ← α v + (1 − α) g²
         d = √(v − ḡ²) + ε  with  ḡ ← α ḡ + (1 − α) g    (centered)
         d = √v + ε                                       (otherwise)
@@ -63,10 +63,10 @@ cdef void rmsprop_chunk(floating* p, const floating* g, floating** state, Py_ssi
 
 
 def rmsprop(SegmentTable table, double lr, double alpha, double eps, double weight_decay,
-            double momentum, double sign, bint centered):
+            double momentum, double grad_scale, bint centered):
     """One RMSprop step over ``table`` (state roles: 0 square_avg, 1 momentum_buffer when
     momentum > 0, 2 grad_avg when centered)."""
-    cdef RMSpropArgs a = RMSpropArgs(lr, alpha, eps, weight_decay, momentum, sign, centered)
+    cdef RMSpropArgs a = RMSpropArgs(lr, alpha, eps, weight_decay, momentum, grad_scale, centered)
     table.start_kernel(0b001 | (momentum > 0) << 1 | centered << 2)
     with nogil:
         drive(&table.t, rmsprop_chunk[float], rmsprop_chunk[double], &a)

@@ -33,6 +33,7 @@ ctypedef struct Table:
     Py_ssize_t* length
     Py_ssize_t* piece_seg
     Py_ssize_t* piece_start
+    double* partial           # one reduction result per piece (gradient norms)
 
 cdef extern from "<math.h>" nogil:
     float sqrtf(float x)
@@ -171,7 +172,8 @@ cdef class SegmentTable:
         self.size = self.t.total
         self.t.piece_seg = <Py_ssize_t*>malloc(max(self.t.npieces, 1) * sizeof(Py_ssize_t))
         self.t.piece_start = <Py_ssize_t*>malloc(max(self.t.npieces, 1) * sizeof(Py_ssize_t))
-        if self.t.piece_seg == NULL or self.t.piece_start == NULL:
+        self.t.partial = <double*>malloc(max(self.t.npieces, 1) * sizeof(double))
+        if self.t.piece_seg == NULL or self.t.piece_start == NULL or self.t.partial == NULL:
             raise MemoryError()
         k = 0
         for s in range(self.t.nseg):
@@ -187,6 +189,7 @@ cdef class SegmentTable:
         free(self.t.length)
         free(self.t.piece_seg)
         free(self.t.piece_start)
+        free(self.t.partial)
 
     def set_state(self, int role, list arrays):
         """Point state role ``role`` at ``arrays`` (one per segment), or unset it with []."""

@@ -5,7 +5,7 @@ ctypedef struct SGDArgs:
     double momentum       # 0: plain (mini-batch) gradient descent, no buffer
     double dampening
     double weight_decay
-    double sign           # -1 to maximize, else 1
+    double grad_scale     # g is read as grad_scale·g: −1 to maximize, times a clipping factor
     bint nesterov
     bint first            # the buffer starts as the gradient on its first step
 
@@ -14,7 +14,7 @@ cdef void sgd_chunk(floating* p, const floating* g, floating** state, Py_ssize_t
                     const void* args) noexcept nogil:
     """SGD on one piece; state = [momentum_buffer b or NULL].
 
-        g ← sign·g + λ p
+        g ← grad_scale·g + λ p
         b ← g  (first step)  or  b ← μ b + (1 − τ) g          (if μ ≠ 0)
         g ← g + μ b  (Nesterov)  or  g ← b                      (if μ ≠ 0)
         p ← p − γ g
@@ -23,12 +23,12 @@ cdef void sgd_chunk(floating* p, const floating* g, floating** state, Py_ssize_t
     cdef floating* b = state[0]
     cdef floating lr = <floating>a.lr, momentum = <floating>a.momentum
     cdef floating one_minus_dampening = <floating>(1.0 - a.dampening)
-    cdef floating weight_decay = <floating>a.weight_decay, sign = <floating>a.sign
+    cdef floating weight_decay = <floating>a.weight_decay, grad_scale = <floating>a.grad_scale
     cdef bint nesterov = a.nesterov, first = a.first, heavy_ball = a.momentum != 0
     cdef floating gi, bi
     cdef Py_ssize_t i
     for i in range(n):
-        gi = sign * g[i]
+        gi = grad_scale * g[i]
         if weight_decay != 0:
             gi = gi + weight_decay * p[i]
         if heavy_ball:
@@ -45,9 +45,9 @@ cdef void sgd_chunk(floating* p, const floating* g, floating** state, Py_ssize_t
 
 
 def sgd(SegmentTable table, double lr, double momentum, double dampening, double weight_decay,
-        double sign, bint nesterov, bint first):
+        double grad_scale, bint nesterov, bint first):
     """One SGD step over ``table`` (state role 0, the momentum buffer, when momentum ≠ 0)."""
-    cdef SGDArgs a = SGDArgs(lr, momentum, dampening, weight_decay, sign, nesterov, first)
+    cdef SGDArgs a = SGDArgs(lr, momentum, dampening, weight_decay, grad_scale, nesterov, first)
     table.start_kernel(momentum != 0)
     with nogil:
         drive(&table.t, sgd_chunk[float], sgd_chunk[double], &a)

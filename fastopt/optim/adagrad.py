@@ -49,10 +49,12 @@ class Adagrad(Optimizer):
         )
 
     @classmethod
-    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str]) -> None:
+    def apply(
+        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
+    ) -> None:
         lr, lr_decay, weight_decay, eps, maximize = hyper
         kernels.adagrad(table, lr / (1 + (step - 1) * lr_decay), eps, weight_decay,
-                        -1.0 if maximize else 1.0)
+                        -grad_scale if maximize else grad_scale)
 
     # torch creates Adagrad's state with the optimizer, not at the first step.
     def _roles_at_construction(self, hyper: Hyper) -> tuple[str, ...]:

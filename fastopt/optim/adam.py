@@ -59,7 +59,9 @@ class Adam(Optimizer):
         group["betas"] = (hyper[1], hyper[2])
 
     @classmethod
-    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str]) -> None:
+    def apply(
+        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
+    ) -> None:
         lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled = hyper
         kernels.adam(
             table,
@@ -70,7 +72,7 @@ class Adam(Optimizer):
             eps,
             0.0 if decoupled else weight_decay,
             1 - lr * weight_decay if decoupled else 1.0,
-            -1.0 if maximize else 1.0,
+            -grad_scale if maximize else grad_scale,
             amsgrad,
         )
 

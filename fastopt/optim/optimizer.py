@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, clip
 from .._kernels import kernels
 from ..flat import Layout, first_overlap
 
@@ -64,9 +64,12 @@ class Optimizer:
         return cls.roles
 
     @classmethod
-    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str]) -> None:
+    def apply(
+        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
+    ) -> None:
         """Run the kernel over one group; ``step`` counts from 1, ``fresh`` names the roles
-        that were just initialised for this step."""
+        that were just initialised for this step, and the kernel reads ``grad_scale · g``
+        (the gradient-clipping coefficient) in place of ``g``."""
         raise NotImplementedError
 
     def _normalise(self, group: dict[str, Any], hyper: Hyper) -> None:
@@ -193,13 +196,27 @@ class Optimizer:
         for view in self.grads:
             view.fill(0)
 
-    def step(self, grads: Sequence[np.ndarray] | None = None) -> None:
+    def step(
+        self,
+        grads: Sequence[np.ndarray] | None = None,
+        *,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+    ) -> float | None:
         """Update every parameter in place from ``grads`` (default: :attr:`grads`).
 
         ``grads`` lists one gradient per parameter in parameter order (group 0's first), each
         of its parameter's shape and dtype, C-contiguous and sharing no memory with any
         parameter or state. Everything is validated before anything is modified.
+
+        With ``max_norm``, the gradients are clipped first as by
+        :func:`fastopt.clip_grad_norm_` (their joint ``norm_type``-norm over all groups) and
+        the norm before clipping is returned; the gradient arrays themselves are not changed:
+        the update reads them scaled.
         """
+        if max_norm is not None:
+            max_norm = _checks.real("max_norm", max_norm)
+            kind = clip.norm_kind(norm_type)
         if grads is None:
             grads = self.grads
         elif not isinstance(grads, (list, tuple)):
@@ -212,10 +229,15 @@ class Optimizer:
         hypers = [self.check_group(group) for group in self.param_groups]
         for table, start in zip(self._tables, self._starts):
             table.bind_grads(grads, start, self._guard)
+        norm, grad_scale = None, 1.0
+        if max_norm is not None:
+            norm = clip.total_norm(self._tables, kind, of_grads=True)
+            grad_scale = clip.coefficient(norm, max_norm)
         for g, (table, hyper) in enumerate(zip(self._tables, hypers)):
             fresh = self._ensure_roles(g, self.roles_used(hyper))
             self._steps[g] += 1
-            self.apply(table, hyper, self._steps[g], fresh)
+            self.apply(table, hyper, self._steps[g], fresh, grad_scale)
+        return norm
 
     # ----------------------------------------------------------------- state dicts
     def state_dict(self) -> dict[str, Any]:

@@ -57,7 +57,9 @@ class RMSprop(Optimizer):
         return ("square_avg",) + ("momentum_buffer",) * (momentum > 0) + ("grad_avg",) * centered
 
     @classmethod
-    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str]) -> None:
+    def apply(
+        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
+    ) -> None:
         lr, alpha, eps, weight_decay, momentum, centered, maximize = hyper
         kernels.rmsprop(table, lr, alpha, eps, weight_decay, momentum,
-                        -1.0 if maximize else 1.0, centered)
+                        -grad_scale if maximize else grad_scale, centered)

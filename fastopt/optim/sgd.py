@@ -58,7 +58,9 @@ class SGD(Optimizer):
         return cls.roles if hyper[1] != 0 else ()
 
     @classmethod
-    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str]) -> None:
+    def apply(
+        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
+    ) -> None:
         lr, momentum, dampening, weight_decay, nesterov, maximize = hyper
-        kernels.sgd(table, lr, momentum, dampening, weight_decay, -1.0 if maximize else 1.0,
-                    nesterov, "momentum_buffer" in fresh)
+        kernels.sgd(table, lr, momentum, dampening, weight_decay,
+                    -grad_scale if maximize else grad_scale, nesterov, "momentum_buffer" in fresh)
