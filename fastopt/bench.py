@@ -1,0 +1,261 @@
+"""The benchmark: fastopt's step against the NumPy reference, torch and the memory roofline.
+
+For each optimizer, dtype and size it times, in one run and round by round:
+
+- fastopt's ``opt.step(grads)`` over one flat tensor;
+- the same step in ``fastopt.reference`` (plain NumPy);
+- torch's fastest CPU path, ``fused=True`` where torch has a fused CPU kernel, else
+  ``foreach=True`` (when torch is installed);
+- the roofline probe: a kernel compiled with fastopt's that reads and writes exactly the
+  arrays the step must (``ACCESS`` below) with no arithmetic to speak of. No step can move its
+  bytes faster on this machine, so ``probe time / step time`` is the fraction of the
+  roofline reached.
+
+Ratios are medians of per-round ratios (the contenders run back to back in each round), so a
+machine that slows down for a while slows all of them alike. A correctness column gives the
+largest deviation of fastopt from the reference after a few steps, relative to the largest
+reference value (0 means bitwise equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+import fastopt
+from fastopt import reference
+from fastopt._kernels import kernels
+
+# Arrays a step reads and writes, per element: (reads, writes). Every optimizer reads the
+# parameter and the gradient and writes the parameter; the rest is state.
+ACCESS = {
+    "SGD": (3, 2),        # p, g, momentum_buffer (momentum 0.9)
+    "Adagrad": (3, 2),    # p, g, sum
+    "RMSprop": (3, 2),    # p, g, square_avg
+    "Adam": (4, 3),       # p, g, exp_avg, exp_avg_sq
+    "AdamW": (4, 3),      # p, g, exp_avg, exp_avg_sq
+}
+# Hyper-parameters benchmarked (otherwise the defaults): the configurations people run.
+OPTIONS: dict[str, dict[str, Any]] = {"SGD": {"lr": 0.01, "momentum": 0.9}}
+DEFAULT_SIZES = [10**3, 10**4, 10**5, 10**6, 10**7, 3 * 10**7]
+QUICK_SIZES = [10**3, 10**5]
+CHECK_STEPS = 5
+
+
+@dataclass
+class Result:
+    optimizer: str
+    dtype: str
+    size: int
+    fastopt_s: float
+    numpy_s: float
+    torch_s: float | None
+    torch_path: str | None
+    roofline_s: float
+    gelem_per_s: float
+    gb_per_s: float
+    roofline_fraction: float
+    speedup_numpy: float
+    speedup_torch: float | None
+    max_rel_deviation: float
+
+
+def _sample(fn: Callable[[], Any], budget: float) -> float:
+    """Seconds per call of ``fn``, calling it often enough that one sample lasts ``budget``."""
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    calls = max(1, int(budget / max(once, 1e-7)))
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def _torch_step(name: str, param: np.ndarray, grad: np.ndarray) -> tuple[Callable[[], Any], str] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    p = torch.from_numpy(param.copy()).requires_grad_()
+    p.grad = torch.from_numpy(grad.copy())
+    cls = getattr(torch.optim, name)
+    for path in ("fused", "foreach"):
+        try:
+            opt = cls([p], **OPTIONS.get(name, {}), **{path: True})
+            opt.step()
+        except (RuntimeError, TypeError, ValueError):
+            continue
+        return opt.step, path
+    return None
+
+
+def max_rel_deviation(name: str, param: np.ndarray, grads: list[np.ndarray]) -> float:
+    """max |fastopt − reference| / max |reference| after ``len(grads)`` steps from ``param``."""
+    mine, ref_param = param.copy(), param.copy()
+    opt = getattr(fastopt, name)([mine], **OPTIONS.get(name, {}))
+    ref = getattr(reference, name)([ref_param], **OPTIONS.get(name, {}))
+    for g in grads:
+        opt.step([g])
+        ref.step([g])
+    scale = float(np.max(np.abs(ref_param))) or 1.0
+    return float(np.max(np.abs(mine.astype(np.float64) - ref_param))) / scale
+
+
+def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) -> Result:
+    rng = np.random.default_rng(0)
+    param = rng.standard_normal(size, dtype=np.float64).astype(dtype)
+    grad = rng.standard_normal(size, dtype=np.float64).astype(dtype)
+    check_grads = [grad * (0.5 + k) for k in range(CHECK_STEPS)]
+    deviation = max_rel_deviation(name, param, check_grads)
+    del check_grads
+
+    mine = param.copy()
+    opt = getattr(fastopt, name)([mine], **OPTIONS.get(name, {}))
+    grads = [grad]
+    ref = getattr(reference, name)([param.copy()], **OPTIONS.get(name, {}))
+    torch_step = _torch_step(name, param, grad)
+    reads, writes = ACCESS[name]
+    probe_arrays = [param.copy() for _ in range(reads)]
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "fastopt": lambda: opt.step(grads),
+        "numpy": lambda: ref.step(grads),
+        "roofline": lambda: kernels.probe(probe_arrays, writes),
+    }
+    if torch_step is not None:
+        contenders["torch"] = torch_step[0]
+    times: dict[str, list[float]] = {key: [] for key in contenders}
+    for _ in range(rounds):
+        for key, fn in contenders.items():
+            times[key].append(_sample(fn, budget))
+
+    def ratio(key: str) -> float:
+        return float(np.median(np.array(times[key]) / np.array(times["fastopt"])))
+
+    t = {key: float(np.median(v)) for key, v in times.items()}
+    nbytes = (reads + writes) * np.dtype(dtype).itemsize * size
+    return Result(
+        optimizer=name,
+        dtype=np.dtype(dtype).name,
+        size=size,
+        fastopt_s=t["fastopt"],
+        numpy_s=t["numpy"],
+        torch_s=t.get("torch"),
+        torch_path=torch_step[1] if torch_step else None,
+        roofline_s=t["roofline"],
+        gelem_per_s=size / t["fastopt"] / 1e9,
+        gb_per_s=nbytes / t["fastopt"] / 1e9,
+        roofline_fraction=ratio("roofline"),
+        speedup_numpy=ratio("numpy"),
+        speedup_torch=ratio("torch") if torch_step else None,
+        max_rel_deviation=deviation,
+    )
+
+
+def _time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def format_table(results: list[Result]) -> str:
+    head = ("optimizer", "dtype", "size", "fastopt", "Gelem/s", "GB/s", "roofline", "vs numpy",
+            "vs torch", "torch path", "max rel dev")
+    rows = [head]
+    for r in results:
+        rows.append((
+            r.optimizer, r.dtype, f"{r.size:.0e}".replace("e+0", "e"), _time(r.fastopt_s),
+            f"{r.gelem_per_s:.2f}", f"{r.gb_per_s:.1f}", f"{100 * r.roofline_fraction:.0f}%",
+            f"{r.speedup_numpy:.1f}x",
+            f"{r.speedup_torch:.1f}x" if r.speedup_torch is not None else "-",
+            r.torch_path or "-", f"{r.max_rel_deviation:.1e}",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def plot(results: list[Result], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("fastopt bench: --plot needs matplotlib (pip install matplotlib)") from None
+    names = list(dict.fromkeys(r.optimizer for r in results))
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, name in zip(axes[0], names):
+        rows = [r for r in results if r.optimizer == name]
+        for dtype in dict.fromkeys(r.dtype for r in rows):
+            sel = [r for r in rows if r.dtype == dtype]
+            sizes = [r.size for r in sel]
+            ax.plot(sizes, [r.size / r.fastopt_s / 1e9 for r in sel], "o-", label=f"fastopt {dtype}")
+            ax.plot(sizes, [r.size / r.numpy_s / 1e9 for r in sel], "s--", label=f"NumPy {dtype}")
+            if all(r.torch_s for r in sel):
+                ax.plot(sizes, [r.size / r.torch_s / 1e9 for r in sel], "^:", label=f"torch {dtype}")
+            ax.plot(sizes, [r.size / r.roofline_s / 1e9 for r in sel], "k-", lw=0.8,
+                    label=f"roofline {dtype}")
+        ax.set(xscale="log", yscale="log", title=name, xlabel="elements")
+    axes[0][0].set_ylabel("Gelem/s (higher is better)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastopt bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--optimizers", nargs="+", default=list(ACCESS), choices=list(ACCESS))
+    parser.add_argument("--sizes", nargs="+", type=lambda s: int(float(s)), default=None,
+                        help="element counts (default 1e3 1e4 1e5 1e6 1e7 3e7)")
+    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "float64"])
+    parser.add_argument("--threads", type=int, default=None, help="fastopt threads (default: all)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per case (median taken)")
+    parser.add_argument("--budget", type=float, default=0.02, help="seconds per timing sample")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: two small sizes")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-': stdout)")
+    parser.add_argument("--plot", metavar="PNG", help="also plot Gelem/s against size (matplotlib)")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    rounds = 2 if args.quick else args.rounds
+    if args.threads is not None:
+        fastopt.set_num_threads(args.threads)
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
+    cases = [(n, d, s) for n in args.optimizers for d in args.dtypes for s in sizes]
+    config = fastopt.config()
+    print(f"fastopt {config['fastopt']} bench: {config['threads']} threads, "
+          f"openmp={config['openmp']}, numpy {config['numpy']}", file=sys.stderr)
+    results = []
+    start = time.perf_counter()
+    for k, (name, dtype, size) in enumerate(cases, 1):
+        print(f"[{k}/{len(cases)}] {name} {dtype} {size:,} ({time.perf_counter() - start:.0f} s)",
+              file=sys.stderr, flush=True)
+        results.append(run_case(name, np.dtype(dtype), size, rounds, args.budget))
+    print(format_table(results))
+    if args.json:
+        payload = json.dumps({"config": config, "results": [asdict(r) for r in results]}, indent=1)
+        if args.json == "-":
+            print(payload)
+        else:
+            with open(args.json, "w") as f:
+                f.write(payload)
+    if args.plot:
+        plot(results, args.plot)
+    return 0 if all(math.isfinite(r.max_rel_deviation) for r in results) else 1
