@@ -41,6 +41,7 @@ def median_step(opt: fastopt.Optimizer, grads: list[np.ndarray], reps: int) -> f
 def main() -> None:
     rng = np.random.default_rng(0)
     saved = kernels.get_serial_threshold()
+    kernels.set_adaptive(False)  # measure the raw team, not the contention fallback
     print(f"threads: {fastopt.get_num_threads()}\nsize       serial   parallel")
     try:
         for size in [1024, 4096, 8192, 16384, 32768, 65536, 131072, 262144]:
@@ -54,6 +55,7 @@ def main() -> None:
             print(f"{size:<8} {serial * 1e6:8.1f}us {parallel * 1e6:8.1f}us")
     finally:
         kernels.set_serial_threshold(saved)
+        kernels.set_adaptive(True)
 
 
 if __name__ == "__main__":

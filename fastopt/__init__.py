@@ -34,6 +34,7 @@ def config() -> dict[str, Any]:
         "openmp": OPENMP,
         "threads": get_num_threads(),
         "serial_threshold": kernels.get_serial_threshold(),
+        "contention_fallback": kernels.get_adaptive(),
         "numpy": numpy.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -9,5 +9,6 @@
 #define FASTOPT_OPENMP 0
 static inline int omp_get_max_threads(void) { return 1; }
 static inline void omp_set_num_threads(int n) { (void)n; }
+static inline double omp_get_wtime(void) { return 0.0; }
 #endif
 #endif

@@ -34,6 +34,7 @@ ctypedef struct Table:
     Py_ssize_t* piece_seg
     Py_ssize_t* piece_start
     double* partial           # one reduction result per piece (gradient norms)
+    Policy policy             # serial or parallel, learnt per table (threads.pxi)
 
 cdef extern from "<math.h>" nogil:
     float sqrtf(float x)
@@ -71,11 +72,16 @@ cdef inline void run_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, chunk_f6
             <double**>state, n, args)
 
 
-cdef void drive(const Table* t, chunk_f32 f32, chunk_f64 f64, const void* args) noexcept nogil:
-    """Apply one rule to every element of the table: one parallel region, static schedule."""
+cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, const void* args) noexcept nogil:
+    """Apply one rule to every element of the table: one parallel region, static schedule,
+    unless the table is small or the machine is contended (see ``threads.pxi``)."""
     cdef Py_ssize_t k
-    for k in prange(t.npieces, schedule="static", use_threads_if=t.total >= serial_threshold):
+    cdef bint parallel = t.total >= serial_threshold and go_parallel(&t.policy)
+    cdef double start = omp_get_wtime()
+    for k in prange(t.npieces, schedule="static", use_threads_if=parallel):
         run_piece(t, k, f32, f64, args)
+    if t.total >= serial_threshold:
+        record(&t.policy, parallel, omp_get_wtime() - start)
 
 
 cdef class MemoryGuard:
@@ -158,6 +164,7 @@ cdef class SegmentTable:
                 or self.t.length == NULL):
             raise MemoryError()
         memset(self.t.state, 0, MAX_ROLES * self.t.nseg * sizeof(char*))
+        self.t.policy = Policy(0.0, 0, 0, MIN_PENALTY)
         self.t.total = 0
         self.t.npieces = 0
         for s in range(self.t.nseg):
