@@ -7,6 +7,7 @@ Environment switches:
 """
 
 import os
+import platform
 import sys
 import tempfile
 import textwrap
@@ -69,16 +70,49 @@ def openmp_flags() -> list[str]:
     return []
 
 
+def compiles_with(flags: list[str]) -> bool:
+    """Whether the build's compiler accepts ``flags`` (e.g. a -march it may not know)."""
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "flags.c")
+        with open(path, "w") as f:
+            f.write("int main(void) { return 0; }\n")
+        try:
+            compiler.compile([path], output_dir=tmp, extra_postargs=flags)
+        except Exception:
+            return False
+    return True
+
+
+# The kernels are compiled once per SIMD level and fastopt._kernels picks the widest the CPU
+# runs; every variant computes bitwise the same results (-ffp-contract=off, same source).
+SIMD_VARIANTS = {"baseline": [], "avx2": ["-march=x86-64-v3"], "avx512": ["-march=x86-64-v4"]}
+
+
+def simd_variants() -> dict[str, list[str]]:
+    wide = platform.machine().lower() in ("x86_64", "amd64") and sys.platform != "win32"
+    variants = {"baseline": []}
+    for name, flags in SIMD_VARIANTS.items():
+        if flags and wide and compiles_with(flags):
+            variants[name] = flags
+        elif flags:
+            print(f"fastopt: not building the {name} kernels on this platform/compiler",
+                  file=sys.stderr)
+    return variants
+
+
 omp = openmp_flags()
 extensions = [
     Extension(
-        "fastopt._kernels.kernels",
-        ["fastopt/_kernels/kernels.pyx"],
+        f"fastopt._kernels.{name}",
+        [f"fastopt/_kernels/{name}.pyx"],
         include_dirs=[numpy.get_include(), "fastopt/_kernels"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
-        extra_compile_args=COMPILE_FLAGS + omp,
+        extra_compile_args=COMPILE_FLAGS + flags + omp,
         extra_link_args=omp,
     )
+    for name, flags in simd_variants().items()
 ]
 
 setup(

@@ -26,11 +26,15 @@ def config() -> dict[str, Any]:
     """What this installation is: version, OpenMP or serial, threads, platform."""
     import numpy
 
-    from ._kernels import kernels
+    from ._kernels import built_variants, kernels
 
     return {
         "fastopt": __version__,
         "location": __file__.rsplit("/", 1)[0],
+        "compiler": kernels.COMPILER,
+        "simd": kernels.VARIANT,
+        "simd_built": ", ".join(built_variants()),
+        "simd_cpu": ", ".join(kernels.cpu_variants()),
         "openmp": OPENMP,
         "threads": get_num_threads(),
         "serial_threshold": kernels.get_serial_threshold(),

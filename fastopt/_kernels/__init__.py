@@ -1,0 +1,39 @@
+"""The compiled kernels, in the widest SIMD variant this CPU runs.
+
+Each variant is the same Cython source compiled with its own ``-march`` (``baseline``;
+``avx2``: x86-64-v3; ``avx512``: x86-64-v4) and gives bitwise the same results: no FMA
+contraction, the same operations in the same order. ``FASTOPT_SIMD=baseline|avx2|avx512``
+chooses one (for testing); a variant the CPU cannot run, or that this build lacks, is refused
+with ImportError rather than left to die on an illegal instruction.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from types import ModuleType
+
+from . import baseline
+
+
+def built_variants() -> tuple[str, ...]:
+    """The variants this installation contains."""
+    return tuple(
+        name for name in baseline.LEVELS if importlib.util.find_spec(f"{__name__}.{name}")
+    )
+
+
+def _select() -> ModuleType:
+    runnable = [name for name in baseline.cpu_variants() if name in built_variants()]
+    requested = os.environ.get("FASTOPT_SIMD", "").strip().lower()
+    if not requested or requested == "auto":
+        return importlib.import_module(f"{__name__}.{runnable[-1]}")
+    if requested not in runnable:
+        raise ImportError(
+            f"FASTOPT_SIMD={requested!r}: this CPU and build can run {', '.join(runnable)}"
+        )
+    return importlib.import_module(f"{__name__}.{requested}")
+
+
+kernels = _select()

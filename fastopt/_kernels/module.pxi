@@ -1,7 +1,8 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# The body of every kernels module. Each SIMD variant (baseline.pyx, avx2.pyx, avx512.pyx) is
+# this same source compiled with its own -march; fastopt._kernels chooses one at import.
 """Element-wise optimizer update kernels over tables of contiguous segments.
 
-One extension module: the segment table and the parallel driver (``segments.pxi``), the
+The segment table and the parallel driver (``segments.pxi``), the
 thread policy (``threads.pxi``) and one chunk function per update rule (``sgd.pxi``,
 ``adagrad.pxi``, ``rmsprop.pxi``, ``adam.pxi``), and gradient norms and clipping
 (``norms.pxi``). Each rule's chunk function is a plain loop
@@ -15,6 +16,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+include "platform.pxi"
 include "threads.pxi"
 include "segments.pxi"
 include "sgd.pxi"
