@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
+from operator import is_
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +40,8 @@ class Optimizer:
         self._views: dict[str, list[np.ndarray]] = {}  # role -> one view per parameter
         self._grad_views: list[np.ndarray] | None = None
         self._steps: list[int] = []  # per group
+        # group -> (its raw hyper-parameter values, (validated hyper, roles used))
+        self._checked: dict[int, tuple[tuple, tuple[Hyper, tuple[str, ...]]]] = {}
         self._live: list[set[str]] = []  # per group: roles that hold state
         if isinstance(params, np.ndarray) or isinstance(params, dict):
             raise TypeError(
@@ -219,25 +222,48 @@ class Optimizer:
             kind = clip.norm_kind(norm_type)
         if grads is None:
             grads = self.grads
-        elif not isinstance(grads, (list, tuple)):
+        elif type(grads) is not list and not isinstance(grads, (list, tuple)):
             raise TypeError(f"grads: expected a list of arrays, got {type(grads).__name__}")
         if len(grads) != self._nparams:
             raise ValueError(
                 f"grads: expected {self._nparams} arrays (one per parameter), got {len(grads)}"
             )
         grads = tuple(grads)  # hold the arrays for the whole step
-        hypers = [self.check_group(group) for group in self.param_groups]
+        checked = [self._hyper(g, group) for g, group in enumerate(self.param_groups)]
         for table, start in zip(self._tables, self._starts):
             table.bind_grads(grads, start, self._guard)
         norm, grad_scale = None, 1.0
         if max_norm is not None:
             norm = clip.total_norm(self._tables, kind, of_grads=True)
             grad_scale = clip.coefficient(norm, max_norm)
-        for g, (table, hyper) in enumerate(zip(self._tables, hypers)):
-            fresh = self._ensure_roles(g, self.roles_used(hyper))
-            self._steps[g] += 1
-            self.apply(table, hyper, self._steps[g], fresh, grad_scale)
+        steps, live = self._steps, self._live
+        for g, (table, (hyper, roles)) in enumerate(zip(self._tables, checked)):
+            fresh = _NOTHING if live[g].issuperset(roles) else self._ensure_roles(g, roles)
+            steps[g] += 1
+            self.apply(table, hyper, steps[g], fresh, grad_scale)
         return norm
+
+    def _hyper(self, g: int, group: dict[str, Any]) -> tuple[Hyper, tuple[str, ...]]:
+        """``check_group(group)`` and the roles it uses, remembered while the group's values
+        stay those last checked.
+
+        Only hashable (immutable) values are remembered, and by identity: a list changed in
+        place, or a new value equal to the old, is checked again.
+        """
+        values = tuple([group[key] for key in self.defaults])
+        checked = self._checked.get(g)
+        # Identity, not equality: 1 == 1.0 == True, but a bool is no learning rate.
+        if checked is not None and all(map(is_, values, checked[0])):
+            return checked[1]
+        hyper = self.check_group(group)
+        result = hyper, self.roles_used(hyper)
+        try:
+            hash(values)
+        except TypeError:
+            self._checked.pop(g, None)
+        else:
+            self._checked[g] = (values, result)
+        return result
 
     # ----------------------------------------------------------------- state dicts
     def state_dict(self) -> dict[str, Any]:
