@@ -8,8 +8,6 @@ Cases: one flat tensor of 10^3 .. 10^7 float32 elements per optimizer; a model-s
 
 import numpy as np
 import pytest
-from conftest import model_shapes
-
 import fastopt
 from fastopt import bench, reference
 
@@ -42,7 +40,7 @@ def test_single_tensor(benchmark, impl, name, size):
 
 @pytest.mark.parametrize("layout", ["200 tensors", "one segment", "torch fused"])
 def test_model_shaped(benchmark, layout):
-    shapes = model_shapes()
+    shapes = bench.model_shapes()
     rng = np.random.default_rng(1)
     params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]

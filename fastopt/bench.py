@@ -161,6 +161,85 @@ def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) 
     )
 
 
+def model_shapes(total: int = 2_000_000, count: int = 200, seed: int = 0) -> list[tuple[int, ...]]:
+    """``count`` tensors of mixed shapes near ``total`` elements: a few large matrices, many
+    small vectors, as in a network."""
+    rng = np.random.default_rng(seed)
+    weights = rng.lognormal(0.0, 1.5, count)
+    sizes = np.maximum(1, (weights / weights.sum() * total).astype(int))
+    shapes: list[tuple[int, ...]] = []
+    for k, size in enumerate(sizes):
+        rows = int(np.sqrt(size))
+        shapes.append((rows, int(size) // rows) if k % 3 == 0 and size >= 64 else (int(size),))
+    return shapes
+
+
+@dataclass
+class ModelResult:
+    optimizer: str
+    tensors: int
+    elements: int
+    fastopt_s: float          # opt.step(grads) over the separate tensors
+    flat_s: float             # the same parameters packed into one segment
+    clipped_s: float          # opt.step(grads, max_norm=1.0): fused global-norm clipping
+    torch_s: float | None     # torch's fused step on the same tensors
+    flat_ratio: float         # fastopt_s / flat_s
+    speedup_torch: float | None
+
+
+def run_model(name: str, rounds: int, budget: float) -> ModelResult:
+    """A model-shaped step: 200 float32 tensors of mixed shapes, ~2·10^6 elements."""
+    shapes = model_shapes()
+    rng = np.random.default_rng(1)
+    params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+    grads = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+    options = OPTIONS.get(name, {})
+    opt = getattr(fastopt, name)([p.copy() for p in params], **options)
+    clipped = getattr(fastopt, name)([p.copy() for p in params], **options)
+    flat, _ = fastopt.flatten(params)
+    flat_grad, _ = fastopt.flatten(grads)
+    flat_opt = getattr(fastopt, name)([flat], **options)
+    flat_grads = [flat_grad]
+    contenders: dict[str, Callable[[], Any]] = {
+        "fastopt": lambda: opt.step(grads),
+        "flat": lambda: flat_opt.step(flat_grads),
+        "clipped": lambda: clipped.step(grads, max_norm=1.0),
+    }
+    try:
+        import torch
+
+        tensors = [torch.from_numpy(p.copy()).requires_grad_() for p in params]
+        for t, g in zip(tensors, grads):
+            t.grad = torch.from_numpy(g)
+        contenders["torch"] = getattr(torch.optim, name)(tensors, **options, fused=True).step
+    except (ImportError, RuntimeError, TypeError, ValueError):
+        pass
+    times: dict[str, list[float]] = {key: [] for key in contenders}
+    for _ in range(rounds):
+        for key, fn in contenders.items():
+            times[key].append(_sample(fn, budget))
+    ratio = {key: float(np.median(np.array(v) / np.array(times["fastopt"])))
+             for key, v in times.items()}
+    t = {key: float(np.median(v)) for key, v in times.items()}
+    return ModelResult(
+        optimizer=name, tensors=len(shapes), elements=sum(int(np.prod(s)) for s in shapes),
+        fastopt_s=t["fastopt"], flat_s=t["flat"], clipped_s=t["clipped"], torch_s=t.get("torch"),
+        flat_ratio=1 / ratio["flat"], speedup_torch=ratio.get("torch"),
+    )
+
+
+def format_model_table(results: list[ModelResult]) -> str:
+    lines = [f"model-shaped step: {results[0].tensors} float32 tensors, "
+             f"{results[0].elements:,} elements" if results else "",
+             "optimizer   200 tensors  one segment  ratio  +clipping   torch fused  vs torch"]
+    for r in results:
+        torch_cells = (f"{_time(r.torch_s):>11}  {r.speedup_torch:7.1f}x" if r.torch_s
+                       else f"{'-':>11}  {'-':>8}")
+        lines.append(f"{r.optimizer:9s}  {_time(r.fastopt_s):>11}  {_time(r.flat_s):>11}  "
+                     f"{r.flat_ratio:5.2f}  {_time(r.clipped_s):>9}  {torch_cells}")
+    return "\n".join(lines)
+
+
 def _time(seconds: float) -> str:
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if seconds >= scale:
@@ -225,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per case (median taken)")
     parser.add_argument("--budget", type=float, default=0.02, help="seconds per timing sample")
     parser.add_argument("--quick", action="store_true", help="a smoke run: two small sizes")
+    parser.add_argument("--no-model", dest="model", action="store_false",
+                        help="skip the model-shaped step (200 tensors, ~2e6 parameters)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-': stdout)")
     parser.add_argument("--plot", metavar="PNG", help="also plot Gelem/s against size (matplotlib)")
     args = parser.parse_args(argv)
@@ -248,9 +329,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{k}/{len(cases)}] {name} {dtype} {size:,} ({time.perf_counter() - start:.0f} s)",
               file=sys.stderr, flush=True)
         results.append(run_case(name, np.dtype(dtype), size, rounds, args.budget))
+    models = []
+    if args.model and not args.quick:
+        for name in args.optimizers:
+            print(f"model-shaped {name} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
+                  flush=True)
+            models.append(run_model(name, rounds, args.budget))
     print(format_table(results))
+    if models:
+        print()
+        print(format_model_table(models))
     if args.json:
-        payload = json.dumps({"config": config, "results": [asdict(r) for r in results]}, indent=1)
+        payload = json.dumps({"config": config, "results": [asdict(r) for r in results],
+                              "model": [asdict(m) for m in models]}, indent=1)
         if args.json == "-":
             print(payload)
         else:

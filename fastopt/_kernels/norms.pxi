@@ -41,9 +41,11 @@ cdef double piece_norm(const floating* g, Py_ssize_t n, int kind) noexcept nogil
     return total
 
 
-cdef void norm_pieces(const Table* t, const char** source, int kind) noexcept nogil:
+cdef void norm_pieces(Table* t, const char** source, int kind) noexcept nogil:
     cdef Py_ssize_t k, s, start, n
-    for k in prange(t.npieces, schedule="static", use_threads_if=t.total >= serial_threshold):
+    cdef bint parallel = use_threads(t.total, &t.norm_policy)
+    cdef double began = omp_get_wtime()
+    for k in prange(t.npieces, schedule="static", use_threads_if=parallel):
         s = t.piece_seg[k]
         start = t.piece_start[k]
         n = t.length[s] - start
@@ -53,6 +55,7 @@ cdef void norm_pieces(const Table* t, const char** source, int kind) noexcept no
             t.partial[k] = piece_norm(<const float*>(source[s] + start * 4), n, kind)
         else:
             t.partial[k] = piece_norm(<const double*>(source[s] + start * 8), n, kind)
+    account(t.total, &t.norm_policy, parallel, began)
 
 
 def accumulate_norm(SegmentTable table, int kind, bint of_grads, double total):

@@ -34,7 +34,8 @@ ctypedef struct Table:
     Py_ssize_t* piece_seg
     Py_ssize_t* piece_start
     double* partial           # one reduction result per piece (gradient norms)
-    Policy policy             # serial or parallel, learnt per table (threads.pxi)
+    Policy policy             # serial or parallel for updates, learnt per table (threads.pxi)
+    Policy norm_policy        # the same for gradient norms, a lighter pass
 
 cdef extern from "<math.h>" nogil:
     float sqrtf(float x)
@@ -76,12 +77,11 @@ cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, const void* args) noexce
     """Apply one rule to every element of the table: one parallel region, static schedule,
     unless the table is small or the machine is contended (see ``threads.pxi``)."""
     cdef Py_ssize_t k
-    cdef bint parallel = t.total >= serial_threshold and go_parallel(&t.policy)
+    cdef bint parallel = use_threads(t.total, &t.policy)
     cdef double start = omp_get_wtime()
     for k in prange(t.npieces, schedule="static", use_threads_if=parallel):
         run_piece(t, k, f32, f64, args)
-    if t.total >= serial_threshold:
-        record(&t.policy, parallel, omp_get_wtime() - start)
+    account(t.total, &t.policy, parallel, start)
 
 
 cdef class MemoryGuard:
@@ -165,6 +165,7 @@ cdef class SegmentTable:
             raise MemoryError()
         memset(self.t.state, 0, MAX_ROLES * self.t.nseg * sizeof(char*))
         self.t.policy = Policy(0.0, 0, 0, MIN_PENALTY)
+        self.t.norm_policy = Policy(0.0, 0, 0, MIN_PENALTY)
         self.t.total = 0
         self.t.npieces = 0
         for s in range(self.t.nseg):

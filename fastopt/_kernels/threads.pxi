@@ -87,6 +87,15 @@ cdef inline void record(Policy* policy, bint parallel, double seconds) noexcept 
         policy.penalty = max(policy.penalty // 2, MIN_PENALTY)
 
 
+cdef inline bint use_threads(Py_ssize_t total, Policy* policy) noexcept nogil:
+    return total >= serial_threshold and go_parallel(policy)
+
+
+cdef inline void account(Py_ssize_t total, Policy* policy, bint parallel, double start) noexcept nogil:
+    if total >= serial_threshold:
+        record(policy, parallel, omp_get_wtime() - start)
+
+
 def get_adaptive():
     return adaptive
 
