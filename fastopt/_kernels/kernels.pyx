@@ -2,12 +2,13 @@
 """Element-wise optimizer update kernels over tables of contiguous segments.
 
 One extension module: the segment table and the parallel driver (``segments.pxi``), the
-thread policy (``threads.pxi``) and one chunk function per update rule (``sgd.pxi``,
-``adagrad.pxi``, ``rmsprop.pxi``, ``adam.pxi``). Each rule's chunk function is a plain loop
-over one piece of one segment, generic over float32/float64 through the fused type
-``floating``; the driver splits a whole parameter group into pieces and hands them to OpenMP
-threads in one parallel region. Per-step scalars arrive as C doubles, already computed by the
-caller; the kernels do only the element-wise work, in the dtype of the buffers.
+thread policy (``threads.pxi``), element-wise pieces several rules share (``elementwise.pxi``)
+and one chunk function per update rule (``sgd.pxi``, ``adagrad.pxi``, ``rmsprop.pxi``,
+``adam.pxi``). Each rule's chunk function is a plain loop over one piece of one segment,
+generic over float32/float64 through the fused type ``floating``; the driver splits a whole
+parameter group into pieces and hands them to OpenMP threads in one parallel region. Per-step
+scalars arrive as C doubles, already computed by the caller; the kernels do only the
+element-wise work, in the dtype of the buffers.
 """
 
 cimport numpy as cnp
@@ -16,6 +17,7 @@ cnp.import_array()
 
 include "threads.pxi"
 include "segments.pxi"
+include "elementwise.pxi"
 include "sgd.pxi"
 include "adagrad.pxi"
 include "rmsprop.pxi"

@@ -34,19 +34,6 @@ ctypedef struct Table:
     Py_ssize_t* piece_seg
     Py_ssize_t* piece_start
 
-cdef extern from "<math.h>" nogil:
-    float sqrtf(float x)
-    double sqrt(double x)
-
-
-cdef inline floating root(floating x) noexcept nogil:
-    """Square root in the buffer's precision (libm's sqrt would drag float32 into double)."""
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
-
-
 
 cdef inline void run_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, chunk_f64 f64,
                            const void* args) noexcept nogil:
