@@ -3,7 +3,8 @@
 For code that manages its own buffers. Each function validates its arrays (same shape and
 dtype as ``param``, C-contiguous, writable where written, no two sharing memory) and its
 hyper-parameters exactly as the optimizer classes do, then runs the same kernel. ``step``
-counts updates from 1.
+counts updates from 1. Scalar state is a caller-owned 0-d array of the dtype the rule keeps it
+in, updated in place like the arrays.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from . import _checks
 from ._kernels import kernels
 from .flat import first_overlap
 from .optim import SGD, Adagrad, Adam, RMSprop
-from .optim.optimizer import Hyper, Optimizer
+from .optim.optimizer import GroupScalar, Hyper, Optimizer
+
+
+def _scalar_state(name: str, a: Any, spec: GroupScalar) -> np.floating:
+    """The value of a writable 0-d array of the scalar's dtype, checked like a loaded one."""
+    _checks.array(name, a)
+    if a.dtype != spec.dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(spec.dtype).name}, got {a.dtype}")
+    if a.shape != ():
+        raise ValueError(f"{name}: expected a 0-d array, got shape {a.shape}")
+    return spec.check(name, a[()])
 
 
 def _update(
@@ -27,6 +38,7 @@ def _update(
     states: dict[str, np.ndarray | None],
     step: int,
     fresh: frozenset[str] = frozenset(),
+    scalars: dict[str, np.ndarray] | None = None,
 ) -> None:
     _checks.array("param", param)
     _checks.like("grad", grad, param, "param", writable=False)
@@ -35,7 +47,10 @@ def _update(
         if states[role] is None:
             raise ValueError(f"{role}: expected an array with these options, got None")
         _checks.like(role, states[role], param, "param")
-    named = {"param": param, "grad": grad, **{role: states[role] for role in used}}
+    scalars = scalars or {}
+    values = {name: _scalar_state(name, scalars[name], spec)
+              for name, spec in rule.scalars.items()}
+    named = {"param": param, "grad": grad, **{role: states[role] for role in used}, **scalars}
     overlap = first_overlap(list(named.values()))
     if overlap is not None:
         first, second = (list(named)[i] for i in overlap)
@@ -44,7 +59,10 @@ def _update(
     for role in used:
         table.set_state(rule.roles.index(role), [states[role]])
     table.bind_grads((grad,), 0, kernels.MemoryGuard([param, *(states[role] for role in used)]))
-    rule.apply(table, hyper, step, fresh)
+    values = rule.advance(hyper, step, values)
+    rule.apply(table, hyper, step, fresh, values)
+    for name, value in values.items():
+        scalars[name][...] = value
 
 
 def _step(step: Any) -> int:

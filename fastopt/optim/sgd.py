@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import _checks
 from .._kernels import kernels
-from .optimizer import Hyper, Optimizer
+from .optimizer import Hyper, Optimizer, Scalars
 
 
 class SGD(Optimizer):
@@ -58,7 +58,8 @@ class SGD(Optimizer):
         return cls.roles if hyper[1] != 0 else ()
 
     @classmethod
-    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str]) -> None:
+    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str],
+              scalars: Scalars) -> None:
         lr, momentum, dampening, weight_decay, nesterov, maximize = hyper
         kernels.sgd(table, lr, momentum, dampening, weight_decay, -1.0 if maximize else 1.0,
                     nesterov, "momentum_buffer" in fresh)
