@@ -17,7 +17,7 @@ from typing import Any
 from . import functional, reference
 from ._version import __version__
 from .flat import flatten
-from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RMSprop
 from .threads import OPENMP, get_num_threads, set_num_threads
 
 
@@ -47,7 +47,7 @@ def show_config() -> None:
 
 
 __all__ = [
-    "__version__", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten",
-    "functional", "reference", "get_num_threads", "set_num_threads", "config", "show_config",
-    "OPENMP",
+    "__version__", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta",
+    "Adamax", "NAdam", "flatten", "functional", "reference", "get_num_threads",
+    "set_num_threads", "config", "show_config", "OPENMP",
 ]

@@ -4,11 +4,11 @@
 One extension module: the segment table and the parallel driver (``segments.pxi``), the
 thread policy (``threads.pxi``), element-wise pieces several rules share (``elementwise.pxi``)
 and one chunk function per update rule (``sgd.pxi``, ``adagrad.pxi``, ``rmsprop.pxi``,
-``adam.pxi``). Each rule's chunk function is a plain loop over one piece of one segment,
-generic over float32/float64 through the fused type ``floating``; the driver splits a whole
-parameter group into pieces and hands them to OpenMP threads in one parallel region. Per-step
-scalars arrive as C doubles, already computed by the caller; the kernels do only the
-element-wise work, in the dtype of the buffers.
+``adam.pxi``, ``adadelta.pxi``, ``adamax.pxi``, ``nadam.pxi``). Each rule's chunk function is a
+plain loop over one piece of one segment, generic over float32/float64 through the fused type
+``floating``; the driver splits a whole parameter group into pieces and hands them to OpenMP
+threads in one parallel region. Per-step scalars arrive as C doubles, already computed by the
+caller; the kernels do only the element-wise work, in the dtype of the buffers.
 """
 
 cimport numpy as cnp
@@ -22,3 +22,6 @@ include "sgd.pxi"
 include "adagrad.pxi"
 include "rmsprop.pxi"
 include "adam.pxi"
+include "adadelta.pxi"
+include "adamax.pxi"
+include "nadam.pxi"
