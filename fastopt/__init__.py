@@ -18,7 +18,7 @@ from . import functional, lr_scheduler, reference
 from ._version import __version__
 from .clip import clip_grad_norm_, clip_grad_value_, grad_norm
 from .flat import flatten
-from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RMSprop
 from .threads import OPENMP, get_num_threads, set_num_threads
 
 
@@ -53,8 +53,8 @@ def show_config() -> None:
 
 
 __all__ = [
-    "__version__", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten",
-    "functional", "reference", "lr_scheduler", "clip_grad_norm_", "clip_grad_value_",
-    "grad_norm", "get_num_threads", "set_num_threads", "config", "show_config",
-    "OPENMP",
+    "__version__", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta",
+    "Adamax", "NAdam", "flatten", "functional", "reference", "lr_scheduler", "clip_grad_norm_",
+    "clip_grad_value_", "grad_norm", "get_num_threads", "set_num_threads", "config",
+    "show_config", "OPENMP",
 ]

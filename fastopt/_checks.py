@@ -53,6 +53,23 @@ def step_count(name: str, value: Any) -> int:
     return int(value)
 
 
+def representable(
+    name: str, value: Any, dtype: type[np.floating], low: float, high: float
+) -> np.floating:
+    """A real number in [low, high] that ``dtype`` holds exactly, returned as that type (a
+    rounded value would not be the state that was saved)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    x = float(value)
+    if not low <= x <= high:
+        raise ValueError(f"{name}: expected a number in [{low:g}, {high:g}], got {value!r}")
+    if float(dtype(x)) != x:
+        raise ValueError(
+            f"{name}: expected a value that {np.dtype(dtype).name} holds exactly, got {value!r}"
+        )
+    return dtype(x)
+
+
 def array(name: str, a: Any, *, writable: bool = True) -> np.ndarray:
     """A C-contiguous, aligned float32/float64 ndarray (writable unless told otherwise)."""
     if not isinstance(a, np.ndarray):

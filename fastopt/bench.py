@@ -42,6 +42,9 @@ ACCESS = {
     "RMSprop": (3, 2),    # p, g, square_avg
     "Adam": (4, 3),       # p, g, exp_avg, exp_avg_sq
     "AdamW": (4, 3),      # p, g, exp_avg, exp_avg_sq
+    "Adadelta": (4, 3),   # p, g, square_avg, acc_delta
+    "Adamax": (4, 3),     # p, g, exp_avg, exp_inf
+    "NAdam": (4, 3),      # p, g, exp_avg, exp_avg_sq
 }
 # Hyper-parameters benchmarked (otherwise the defaults): the configurations people run.
 OPTIONS: dict[str, dict[str, Any]] = {"SGD": {"lr": 0.01, "momentum": 0.9}}

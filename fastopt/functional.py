@@ -3,7 +3,8 @@
 For code that manages its own buffers. Each function validates its arrays (same shape and
 dtype as ``param``, C-contiguous, writable where written, no two sharing memory) and its
 hyper-parameters exactly as the optimizer classes do, then runs the same kernel. ``step``
-counts updates from 1.
+counts updates from 1. Scalar state (NAdam's ``mu_product``) is a caller-owned 0-d array of
+the dtype the rule keeps it in, updated in place like the arrays.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ import numpy as np
 from . import _checks
 from ._kernels import kernels
 from .flat import first_overlap
-from .optim import SGD, Adagrad, Adam, RMSprop
-from .optim.optimizer import Hyper, Optimizer
+from .optim import SGD, Adadelta, Adagrad, Adam, Adamax, NAdam, RMSprop
+from .optim.optimizer import GroupScalar, Hyper, Optimizer
+
+
+def _scalar_state(name: str, a: Any, spec: GroupScalar) -> np.floating:
+    """The value of a writable 0-d array of the scalar's dtype, checked like a loaded one."""
+    _checks.array(name, a)
+    if a.dtype != spec.dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(spec.dtype).name}, got {a.dtype}")
+    if a.shape != ():
+        raise ValueError(f"{name}: expected a 0-d array, got shape {a.shape}")
+    return spec.check(name, a[()])
 
 
 def _update(
@@ -27,6 +38,7 @@ def _update(
     states: dict[str, np.ndarray | None],
     step: int,
     fresh: frozenset[str] = frozenset(),
+    scalars: dict[str, np.ndarray] | None = None,
 ) -> None:
     _checks.array("param", param)
     _checks.like("grad", grad, param, "param", writable=False)
@@ -35,7 +47,10 @@ def _update(
         if states[role] is None:
             raise ValueError(f"{role}: expected an array with these options, got None")
         _checks.like(role, states[role], param, "param")
-    named = {"param": param, "grad": grad, **{role: states[role] for role in used}}
+    scalars = scalars or {}
+    values = {name: _scalar_state(name, scalars[name], spec)
+              for name, spec in rule.scalars.items()}
+    named = {"param": param, "grad": grad, **{role: states[role] for role in used}, **scalars}
     overlap = first_overlap(list(named.values()))
     if overlap is not None:
         first, second = (list(named)[i] for i in overlap)
@@ -44,7 +59,10 @@ def _update(
     for role in used:
         table.set_state(rule.roles.index(role), [states[role]])
     table.bind_grads((grad,), 0, kernels.MemoryGuard([param, *(states[role] for role in used)]))
-    rule.apply(table, hyper, step, fresh)
+    values = rule.advance(hyper, step, values)
+    rule.apply(table, hyper, step, fresh, values)
+    for name, value in values.items():
+        scalars[name][...] = value
 
 
 def _step(step: Any) -> int:
@@ -102,4 +120,38 @@ def adam_(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: 
     _update(Adam, hyper, param, grad, states, _step(step))
 
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_"]
+def adadelta_(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
+              acc_delta: np.ndarray, *, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+              weight_decay: float = 0.0, maximize: bool = False) -> None:
+    """One Adadelta update (see :class:`fastopt.Adadelta`)."""
+    hyper = Adadelta.check_group(dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize))
+    _update(Adadelta, hyper, param, grad, {"square_avg": square_avg, "acc_delta": acc_delta}, 1)
+
+
+def adamax_(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_inf: np.ndarray, *,
+            step: int, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+            eps: float = 1e-8, weight_decay: float = 0.0, maximize: bool = False) -> None:
+    """One Adamax update (see :class:`fastopt.Adamax`)."""
+    hyper = Adamax.check_group(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                    maximize=maximize))
+    _update(Adamax, hyper, param, grad, {"exp_avg": exp_avg, "exp_inf": exp_inf}, _step(step))
+
+
+def nadam_(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
+           mu_product: np.ndarray, *, step: int, lr: float = 2e-3,
+           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+           weight_decay: float = 0.0, momentum_decay: float = 4e-3,
+           decoupled_weight_decay: bool = False, maximize: bool = False) -> None:
+    """One NAdam update (see :class:`fastopt.NAdam`). ``mu_product`` is a 0-d float32 array
+    holding the product of momentum coefficients so far (1 before the first update), updated
+    in place."""
+    hyper = NAdam.check_group(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                   momentum_decay=momentum_decay,
+                                   decoupled_weight_decay=decoupled_weight_decay,
+                                   maximize=maximize))
+    _update(NAdam, hyper, param, grad, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq},
+            _step(step), scalars={"mu_product": mu_product})
+
+
+__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adadelta_", "adamax_", "nadam_"]

@@ -17,7 +17,8 @@ Operations follow SEMANTICS.md in its order; where the sheet leaves the associat
 product open, it is read left to right (``a · b / c`` is ``(a · b) / c``), which is also
 how torch's ``addcmul``/``addcdiv`` evaluate.
 
-The classes (``SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``) have the constructor
+The classes (``SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``Adadelta``, ``Adamax``,
+``NAdam``) have the constructor
 signatures of the public API, ``param_groups`` whose hyper-parameters are read at every
 step, and ``step(grads)`` taking one list of gradients in parameter order over all groups.
 They check only what would otherwise give a silently wrong answer (gradient count, shape
@@ -37,14 +38,20 @@ __all__ = [
     "adagrad",
     "rmsprop",
     "adam",
+    "adadelta",
+    "adamax",
+    "nadam",
     "SGD",
     "Adagrad",
     "RMSprop",
     "Adam",
     "AdamW",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
 ]
 
-State = dict[str, np.ndarray]
+State = dict[str, Any]  # arrays under torch's key names; NAdam's mu_product is a np.float32
 
 
 # --------------------------------------------------------------------------------------
@@ -256,6 +263,153 @@ def adam(
     param -= step_size * exp_avg / denom
 
 
+def adadelta(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state: State,
+    *,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """Adadelta.
+
+    ::
+
+        g ← −g                                   if maximize
+        g ← g + λ p                              if λ ≠ 0
+        v ← ρ v + (1 − ρ) g²
+        Δ = √(u + ε) / √(v + ε) · g
+        u ← ρ u + (1 − ρ) Δ²
+        p ← p − γ Δ
+
+    State: ``"square_avg"`` (v) and ``"acc_delta"`` (u), created as zeros when first needed.
+    """
+    lr, rho, eps, weight_decay = map(float, (lr, rho, eps, weight_decay))
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+
+    square_avg = _zeros_on_first_use(state, "square_avg", param)
+    acc_delta = _zeros_on_first_use(state, "acc_delta", param)
+    square_avg *= rho
+    square_avg += (1 - rho) * grad * grad
+    delta = np.sqrt(acc_delta + eps)
+    delta /= np.sqrt(square_avg + eps)
+    delta *= grad
+    acc_delta *= rho
+    acc_delta += (1 - rho) * delta * delta
+    param -= lr * delta
+
+
+def adamax(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state: State,
+    *,
+    step: int,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """Adamax.
+
+    ::
+
+        g ← −g                                   if maximize
+        g ← g + λ p                              if λ ≠ 0
+        m ← β₁ m + (1 − β₁) g
+        u ← max(β₂ u, |g| + ε)                   (NaN if either is NaN)
+        p ← p − (γ / (1 − β₁ᵗ)) · m / u
+
+    ``step`` is t, the 1-based count of this update; the correction uses the current β₁.
+    State: ``"exp_avg"`` (m) and ``"exp_inf"`` (u), created as zeros when first needed.
+    """
+    lr, eps, weight_decay = map(float, (lr, eps, weight_decay))
+    beta1, beta2 = map(float, betas)
+    step_size = lr / (1 - beta1**step)
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+
+    exp_avg = _zeros_on_first_use(state, "exp_avg", param)
+    exp_inf = _zeros_on_first_use(state, "exp_inf", param)
+    exp_avg *= beta1
+    exp_avg += (1 - beta1) * grad
+    exp_inf *= beta2
+    np.maximum(exp_inf, np.abs(grad) + eps, out=exp_inf)  # propagates NaN, as torch.maximum
+    param -= step_size * exp_avg / exp_inf
+
+
+def nadam(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state: State,
+    *,
+    step: int,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    momentum_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+) -> None:
+    """NAdam (ψ: momentum_decay).
+
+    ::
+
+        μₜ = β₁ (1 − ½ · 0.96^(t ψ)),  μₜ₊₁ = β₁ (1 − ½ · 0.96^((t + 1) ψ))   (double)
+        Πₜ = fl32(Πₜ₋₁ · fl32(μₜ)),  Π₀ = 1                        (float32, as torch)
+        g ← −g                                   if maximize
+        if λ ≠ 0:
+            g ← g + λ p    or, decoupled,    p ← p · (1 − γ λ)
+        m ← β₁ m + (1 − β₁) g
+        v ← β₂ v + (1 − β₂) g²
+        d = √(v / (1 − β₂ᵗ)) + ε
+        p ← p − γ (1 − μₜ) / (1 − Πₜ) · g / d
+        p ← p − γ μₜ₊₁ / (1 − Πₜ μₜ₊₁) · m / d
+
+    The two coefficients are computed in double from the float32 Πₜ. ``step`` is t, the
+    1-based count of this update. State: ``"mu_product"`` (Π, a np.float32, 1 before the first
+    update), ``"exp_avg"`` (m) and ``"exp_avg_sq"`` (v), created when first needed.
+    """
+    lr, eps, weight_decay, momentum_decay = map(float, (lr, eps, weight_decay, momentum_decay))
+    beta1, beta2 = map(float, betas)
+    mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    mu_product = state.get("mu_product", np.float32(1.0)) * np.float32(mu)
+    state["mu_product"] = mu_product
+    grad_coef = lr * (1.0 - mu) / (1.0 - float(mu_product))
+    avg_coef = lr * mu_next / (1.0 - float(mu_product) * mu_next)
+    bias_correction2 = 1 - beta2**step
+
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            param *= 1 - lr * weight_decay
+        else:
+            grad = grad + weight_decay * param
+
+    exp_avg = _zeros_on_first_use(state, "exp_avg", param)
+    exp_avg_sq = _zeros_on_first_use(state, "exp_avg_sq", param)
+    exp_avg *= beta1
+    exp_avg += (1 - beta1) * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    denom = np.sqrt(exp_avg_sq / bias_correction2)
+    denom += eps
+    param -= grad_coef * grad / denom
+    param -= avg_coef * exp_avg / denom
+
+
 def _zeros_on_first_use(state: State, key: str, param: np.ndarray) -> np.ndarray:
     if key not in state:
         state[key] = np.zeros_like(param)
@@ -310,6 +464,11 @@ class _ReferenceOptimizer:
     ) -> None:
         raise NotImplementedError
 
+    def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The group's value of each of this optimizer's hyper-parameters (its defaults' keys,
+        which are its rule's keyword arguments), leaving out anything else a group holds."""
+        return {name: group[name] for name in self.defaults}
+
     def step(self, grads: Sequence[np.ndarray]) -> None:
         """Apply one update to every parameter; ``grads`` in parameter order."""
         params = [param for group in self.param_groups for param in group["params"]]
@@ -356,17 +515,7 @@ class SGD(_ReferenceOptimizer):
         super().__init__(params, defaults)
 
     def _update(self, param, grad, state, step, group):
-        sgd(
-            param,
-            grad,
-            state,
-            lr=group["lr"],
-            momentum=group["momentum"],
-            dampening=group["dampening"],
-            weight_decay=group["weight_decay"],
-            nesterov=group["nesterov"],
-            maximize=group["maximize"],
-        )
+        sgd(param, grad, state, **self._hyper(group))
 
 
 class Adagrad(_ReferenceOptimizer):
@@ -437,18 +586,7 @@ class RMSprop(_ReferenceOptimizer):
         super().__init__(params, defaults)
 
     def _update(self, param, grad, state, step, group):
-        rmsprop(
-            param,
-            grad,
-            state,
-            lr=group["lr"],
-            alpha=group["alpha"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            momentum=group["momentum"],
-            centered=group["centered"],
-            maximize=group["maximize"],
-        )
+        rmsprop(param, grad, state, **self._hyper(group))
 
 
 class Adam(_ReferenceOptimizer):
@@ -478,19 +616,7 @@ class Adam(_ReferenceOptimizer):
         super().__init__(params, defaults)
 
     def _update(self, param, grad, state, step, group):
-        adam(
-            param,
-            grad,
-            state,
-            step=step,
-            lr=group["lr"],
-            betas=group["betas"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            amsgrad=group["amsgrad"],
-            maximize=group["maximize"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-        )
+        adam(param, grad, state, step=step, **self._hyper(group))
 
 
 class AdamW(Adam):
@@ -517,3 +643,75 @@ class AdamW(Adam):
             maximize=maximize,
             decoupled_weight_decay=True,
         )
+
+
+class Adadelta(_ReferenceOptimizer):
+    """Reference Adadelta (see :func:`adadelta`)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _update(self, param, grad, state, step, group):
+        adadelta(param, grad, state, **self._hyper(group))
+
+
+class Adamax(_ReferenceOptimizer):
+    """Reference Adamax (see :func:`adamax`)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, param, grad, state, step, group):
+        adamax(param, grad, state, step=step, **self._hyper(group))
+
+
+class NAdam(_ReferenceOptimizer):
+    """Reference NAdam (see :func:`nadam`)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, param, grad, state, step, group):
+        nadam(param, grad, state, step=step, **self._hyper(group))

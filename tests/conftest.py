@@ -98,6 +98,22 @@ CONFIGS = [
     _c("adamw-amsgrad", "AdamW", lr=0.01, amsgrad=True),
     _c("adamw-amsgrad-wd-maximize", "AdamW", lr=0.01, weight_decay=0.1, amsgrad=True,
        maximize=True),
+    # Adadelta: rho, eps, weight_decay, maximize (lr = 1 by default scales nothing: "all" sets it)
+    _c("adadelta", "Adadelta"),
+    _c("adadelta-rho-eps", "Adadelta", rho=0.8, eps=1e-4),
+    _c("adadelta-all", "Adadelta", lr=0.5, rho=0.95, eps=1e-5, weight_decay=0.05, maximize=True),
+    # Adamax: betas, eps, weight_decay, maximize
+    _c("adamax", "Adamax", lr=0.01),
+    _c("adamax-betas-eps", "Adamax", lr=0.01, betas=(0.8, 0.99), eps=1e-3),
+    _c("adamax-all", "Adamax", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.05,
+       maximize=True),
+    # NAdam: betas, eps, momentum_decay, weight_decay (L2 or decoupled), maximize
+    _c("nadam", "NAdam", lr=0.01),
+    _c("nadam-betas-eps-momentum_decay", "NAdam", lr=0.01, betas=(0.8, 0.99), eps=1e-6,
+       momentum_decay=0.01),
+    _c("nadam-wd", "NAdam", lr=0.01, weight_decay=0.05),
+    _c("nadam-all", "NAdam", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.1,
+       momentum_decay=0.05, decoupled_weight_decay=True, maximize=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
@@ -107,7 +123,8 @@ CONFIG_BY_ID = {c.id: c for c in CONFIGS}
 PER_CLASS = [
     CONFIG_BY_ID[i]
     for i in ("sgd-momentum-wd-maximize", "sgd-nesterov", "sgd", "adagrad-all", "rmsprop-all",
-              "rmsprop", "adam-all", "adam-decoupled", "adamw-amsgrad-wd-maximize", "adamw")
+              "rmsprop", "adam-all", "adam-decoupled", "adamw-amsgrad-wd-maximize", "adamw",
+              "adadelta-all", "adamax-all", "nadam-all")
 ]
 PER_CLASS_IDS = [c.id for c in PER_CLASS]
 
@@ -125,10 +142,21 @@ def expected_state_keys(config: Config) -> set:
         if kw.get("centered", False):
             keys.add("grad_avg")
         return keys
+    if config.name == "Adadelta":
+        return {"step", "square_avg", "acc_delta"}
+    if config.name == "Adamax":
+        return {"step", "exp_avg", "exp_inf"}
+    if config.name == "NAdam":
+        return {"step", "mu_product", "exp_avg", "exp_avg_sq"}
+    assert config.name in ("Adam", "AdamW"), config
     keys = {"step", "exp_avg", "exp_avg_sq"}
     if kw.get("amsgrad", False):
         keys.add("max_exp_avg_sq")
     return keys
+
+
+# Per-group scalar state: per parameter in state dicts (like "step"), but no array.
+SCALAR_STATE_KEYS = {"mu_product"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 import fastopt  # noqa: E402
 
 from conftest import (  # noqa: E402
+    CONFIG_BY_ID,
     CONFIGS,
     CONFIG_IDS,
     PER_CLASS,
@@ -127,7 +128,12 @@ def test_matches_torch(config, layout, dtype):
                 assert value == (tuple(tg[key]) if key == "betas" else tg[key]), key
 
 
-@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+# Plain Adamax besides PER_CLASS's: with L2 weight decay g + λ p is NaN at every step once p
+# is, which would hide a running max that drops a NaN u.
+NON_FINITE_CONFIGS = PER_CLASS + [CONFIG_BY_ID["adamax"]]
+
+
+@pytest.mark.parametrize("config", NON_FINITE_CONFIGS, ids=[c.id for c in NON_FINITE_CONFIGS])
 def test_non_finite_gradients_propagate_like_torch(config, dtype):
     """NaN/inf are not checked: they go where torch sends them, and the rest is unaffected."""
     model = Model([([(257,), (3, 4)], {})], dtype)
@@ -149,3 +155,11 @@ def test_non_finite_gradients_propagate_like_torch(config, dtype):
         assert_close(p[finite], q[finite], RTOL_TORCH[np.dtype(dtype).type])
     assert not np.all(np.isfinite(params_f[0]))  # the bad values did reach the parameters
     assert np.isfinite(params_f[0][100])  # and only where they belong
+    # The state carries them on where torch's does (Adamax's running max keeps a NaN only if
+    # its max propagates NaN from either side, as torch.maximum does). Non-finite, not NaN:
+    # torch's lerp makes inf - inf = NaN of a first moment that β m + (1 − β) g keeps at inf.
+    state, tstate = opt.state_dict()["state"], torch_state(topt, len(params_f))
+    for idx, entry in tstate.items():
+        for key, value in entry.items():
+            if isinstance(value, np.ndarray) and value.ndim:
+                assert np.array_equal(np.isfinite(state[idx][key]), np.isfinite(value)), (idx, key)

@@ -77,7 +77,8 @@ def _params_cases():
 PARAMS_CASES = list(_params_cases())
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta",
+                                  "Adamax", "NAdam"])
 @pytest.mark.parametrize(("case", "make", "exc", "match"), PARAMS_CASES,
                          ids=[c[0] for c in PARAMS_CASES])
 def test_constructor_refuses_bad_params(name, case, make, exc, match):
@@ -141,6 +142,30 @@ HYPER_CASES = [
     ("adamw-weight_decay-inf", "AdamW", {"weight_decay": INF}, ValueError, r"weight_decay"),
     ("adamw-beta1-above-1", "AdamW", {"betas": (1.5, 0.999)}, ValueError, r"betas"),
     ("adamw-amsgrad-str", "AdamW", {"amsgrad": "yes"}, TypeError, r"amsgrad"),
+    ("adadelta-lr-negative", "Adadelta", {"lr": -1.0}, ValueError, r"lr"),
+    ("adadelta-rho-above-1", "Adadelta", {"rho": 1.1}, ValueError, r"rho"),
+    ("adadelta-rho-nan", "Adadelta", {"rho": NAN}, ValueError, r"rho"),
+    ("adadelta-eps-negative", "Adadelta", {"eps": -1e-6}, ValueError, r"eps"),
+    ("adadelta-weight_decay-inf", "Adadelta", {"weight_decay": INF}, ValueError,
+     r"weight_decay"),
+    ("adadelta-maximize-int", "Adadelta", {"maximize": 1}, TypeError, r"maximize"),
+    ("adamax-beta1-one", "Adamax", {"betas": (1.0, 0.999)}, ValueError, r"betas"),
+    ("adamax-beta2-negative", "Adamax", {"betas": (0.9, -0.1)}, ValueError, r"betas"),
+    ("adamax-betas-scalar", "Adamax", {"betas": 0.9}, TypeError, r"betas"),
+    ("adamax-eps-nan", "Adamax", {"eps": NAN}, ValueError, r"eps"),
+    ("adamax-weight_decay-negative", "Adamax", {"weight_decay": -0.1}, ValueError,
+     r"weight_decay"),
+    ("nadam-lr-inf", "NAdam", {"lr": INF}, ValueError, r"lr"),
+    ("nadam-beta2-one", "NAdam", {"betas": (0.9, 1.0)}, ValueError, r"betas"),
+    # Below 1, but 1 in float32, where Π is kept: Π would never decay and 1 − Π be 0.
+    ("nadam-beta1-is-1-in-float32", "NAdam", {"betas": (1 - 2**-26, 0.999)}, ValueError,
+     r"betas"),
+    ("nadam-momentum_decay-negative", "NAdam", {"momentum_decay": -4e-3}, ValueError,
+     r"momentum_decay"),
+    ("nadam-momentum_decay-nan", "NAdam", {"momentum_decay": NAN}, ValueError,
+     r"momentum_decay"),
+    ("nadam-decoupled-str", "NAdam", {"decoupled_weight_decay": "True"}, TypeError,
+     r"decoupled_weight_decay"),
 ]
 
 
@@ -169,6 +194,11 @@ VALID_EDGES = [
     ("Adam", {"lr": 0.0, "betas": (0.0, 0.0)}),
     ("Adam", {"lr": 0.0, "betas": [0.5, 0.5]}),
     ("AdamW", {"lr": 0.0, "weight_decay": 0.0, "eps": 0.0}),
+    ("Adadelta", {"lr": 0.0, "rho": 0.0}),
+    ("Adadelta", {"lr": 0.0, "rho": 1.0, "eps": 1e-6}),  # torch allows rho = 1 too
+    ("Adamax", {"lr": 0.0, "betas": (0.0, 0.0)}),
+    ("NAdam", {"lr": 0.0, "betas": (0.0, 0.0), "momentum_decay": 0.0}),  # Π = 0 from step 1
+    ("NAdam", {"lr": 0.0, "betas": (1 - 2**-24, 0.5)}),  # the largest beta1 below 1 in float32
 ]
 
 
@@ -278,7 +308,7 @@ STEP_CASES = [
 
 def _bad_step_cases():
     for config in (CONFIG_BY_ID[i] for i in ("sgd-momentum", "adagrad-all", "rmsprop-all",
-                                             "adam-all", "adamw")):
+                                             "adam-all", "adamw", "nadam-all")):
         for case in STEP_CASES:
             yield pytest.param(config, *case, id=f"{config.id}-{case[0]}")
 
@@ -339,6 +369,11 @@ GROUP_EDIT_CASES = [
     ("adam-all", "decoupled_weight_decay", "x", TypeError, r"decoupled_weight_decay"),
     ("adamw", "weight_decay", -0.01, ValueError, r"weight_decay"),
     ("adamw", "maximize", None, TypeError, r"maximize"),
+    ("adadelta-all", "rho", -0.5, ValueError, r"rho"),
+    ("adamax-all", "betas", (0.9, 1.5), ValueError, r"betas"),
+    ("nadam-all", "momentum_decay", INF, ValueError, r"momentum_decay"),
+    ("nadam-all", "betas", (1 - 2**-26, 0.999), ValueError, r"betas"),
+    ("nadam-all", "decoupled_weight_decay", 0, TypeError, r"decoupled_weight_decay"),
 ]
 
 

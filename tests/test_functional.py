@@ -1,12 +1,13 @@
 """fastopt.functional: the kernels on caller-owned arrays.
 
-Proves that each functional update (sgd_, adagrad_, rmsprop_, adam_) applied for 50 steps to
-one parameter with caller-owned state gives bitwise the parameters and state of the matching
-optimizer class, for every configuration in ``conftest.CONFIGS`` and both dtypes; and that it
-validates its inputs like the classes (mismatched shapes or dtypes, non-contiguous or
-read-only state, aliasing between any two arrays, a missing momentum_buffer / grad_avg /
-max_exp_avg_sq that the options need, bad hyper-parameters, step < 1), raising the right
-exception with a message naming the argument and modifying nothing.
+Proves that each functional update (sgd_, adagrad_, rmsprop_, adam_, adadelta_, adamax_,
+nadam_) applied for 50 steps to one parameter with caller-owned state gives bitwise the
+parameters and state (NAdam's mu_product included) of the matching optimizer class, for every
+configuration in ``conftest.CONFIGS`` and both dtypes; and that it validates its inputs like
+the classes (mismatched shapes or dtypes, non-contiguous or read-only state, aliasing between
+any two arrays, a missing momentum_buffer / grad_avg / max_exp_avg_sq that the options need, a
+mu_product that is not a writable 0-d float32 array in [0, 1], bad hyper-parameters, step < 1),
+raising the right exception with a message naming the argument and modifying nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +46,21 @@ def run_functional(config, param, grads_at):
         for t in range(1, STEPS + 1):
             F.rmsprop_(param, grads_at(t), state["square_avg"], state.get("momentum_buffer"),
                        state.get("grad_avg"), **kw)
+    elif config.name == "Adadelta":
+        state = {"square_avg": zeros(), "acc_delta": zeros()}
+        for t in range(1, STEPS + 1):
+            F.adadelta_(param, grads_at(t), state["square_avg"], state["acc_delta"], **kw)
+    elif config.name == "Adamax":
+        state = {"exp_avg": zeros(), "exp_inf": zeros()}
+        for t in range(1, STEPS + 1):
+            F.adamax_(param, grads_at(t), state["exp_avg"], state["exp_inf"], step=t, **kw)
+    elif config.name == "NAdam":
+        state = {"exp_avg": zeros(), "exp_avg_sq": zeros(), "mu_product": np.ones((), np.float32)}
+        for t in range(1, STEPS + 1):
+            F.nadam_(param, grads_at(t), state["exp_avg"], state["exp_avg_sq"],
+                     state["mu_product"], step=t, **kw)
     else:
+        assert config.name in ("Adam", "AdamW"), config
         if config.name == "AdamW":
             kw["decoupled_weight_decay"] = True
             kw.setdefault("weight_decay", 1e-2)  # AdamW's default
@@ -84,10 +99,11 @@ def test_functional_equals_class(config, dtype):
 def arrays(shape=(7, 5), dtype=np.float64):
     rng = np.random.default_rng(1)
     names = ["param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg",
-             "momentum_buffer", "grad_avg"]
+             "momentum_buffer", "grad_avg", "acc_delta", "exp_inf"]
     out = {n: rng.standard_normal(shape).astype(dtype) for n in names}
-    for n in ("exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg"):
+    for n in ("exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg", "acc_delta", "exp_inf"):
         out[n] = np.abs(out[n]) + 1.0
+    out["mu_product"] = np.array(0.5, np.float32)
     return out
 
 
@@ -108,6 +124,29 @@ def _adagrad(a, step=3, **kw):
 def _rmsprop(a, **kw):
     return F.rmsprop_, (a["param"], a["grad"], a["square_avg"], a.get("momentum_buffer"),
                         a.get("grad_avg")), {"lr": 0.1, "momentum": 0.5, "centered": True, **kw}
+
+
+def _adadelta(a, **kw):
+    return F.adadelta_, (a["param"], a["grad"], a["square_avg"], a["acc_delta"]), \
+        {"lr": 0.5, **kw}
+
+
+def _adamax(a, step=3, **kw):
+    return F.adamax_, (a["param"], a["grad"], a["exp_avg"], a["exp_inf"]), \
+        {"step": step, "lr": 0.1, **kw}
+
+
+def _nadam(a, step=3, **kw):
+    return F.nadam_, (a["param"], a["grad"], a["exp_avg"], a["exp_avg_sq"], a["mu_product"]), \
+        {"step": step, "lr": 0.1, **kw}
+
+
+def _mu_product_inside_param(a):
+    """float32 arrays, with mu_product a 0-d view of one element of param."""
+    a = {k: v.astype(np.float32) for k, v in a.items()}
+    a["mu_product"] = a["param"].reshape(-1)[3:4].reshape(())
+    a["mu_product"][...] = 0.5
+    return a
 
 
 def _with(name, value):
@@ -232,6 +271,46 @@ CASES = [
      r"grad_avg"),
     ("rmsprop-alpha", _rmsprop, ident, {"alpha": 2.0}, ValueError, r"alpha"),
     ("rmsprop-centered-int", _rmsprop, ident, {"centered": 1}, TypeError, r"centered"),
+    # adadelta_
+    ("adadelta-acc_delta-shape", _adadelta, _wrong_shape("acc_delta"), {}, ValueError,
+     r"acc_delta"),
+    ("adadelta-acc_delta-is-square_avg", _adadelta, _same("acc_delta", "square_avg"), {},
+     ValueError, r"acc_delta|square_avg"),
+    ("adadelta-square_avg-read-only", _adadelta, _readonly("square_avg"), {}, ValueError,
+     r"square_avg"),
+    ("adadelta-rho-above-1", _adadelta, ident, {"rho": 1.5}, ValueError, r"rho"),
+    ("adadelta-lr-nan", _adadelta, ident, {"lr": float("nan")}, ValueError, r"lr"),
+    # adamax_
+    ("adamax-exp_inf-dtype", _adamax, _astype("exp_inf", np.float32), {}, TypeError,
+     r"exp_inf"),
+    ("adamax-exp_inf-is-exp_avg", _adamax, _same("exp_inf", "exp_avg"), {}, ValueError,
+     r"exp_inf|exp_avg"),
+    ("adamax-exp_inf-missing", _adamax, _none("exp_inf"), {}, ValueError, r"exp_inf"),
+    ("adamax-betas", _adamax, ident, {"betas": (1.0, 0.999)}, ValueError, r"betas"),
+    ("adamax-step-0", _adamax, ident, {"step": 0}, ValueError, r"step"),
+    # nadam_
+    ("nadam-exp_avg_sq-shape", _nadam, _wrong_shape("exp_avg_sq"), {}, ValueError,
+     r"exp_avg_sq"),
+    ("nadam-mu_product-float64", _nadam, _astype("mu_product", np.float64), {}, TypeError,
+     r"mu_product"),
+    ("nadam-mu_product-1-d", _nadam, _with("mu_product", np.ones(1, np.float32)), {},
+     ValueError, r"mu_product"),
+    ("nadam-mu_product-float", _nadam, _with("mu_product", 0.5), {}, TypeError, r"mu_product"),
+    ("nadam-mu_product-read-only", _nadam, _readonly("mu_product"), {}, ValueError,
+     r"mu_product"),
+    ("nadam-mu_product-above-1", _nadam, _with("mu_product", np.array(1.5, np.float32)), {},
+     ValueError, r"mu_product"),
+    ("nadam-mu_product-nan", _nadam, _with("mu_product", np.array(np.nan, np.float32)), {},
+     ValueError, r"mu_product"),
+    ("nadam-mu_product-inside-param", _nadam, _mu_product_inside_param, {}, ValueError,
+     r"mu_product|param"),
+    ("nadam-momentum_decay-negative", _nadam, ident, {"momentum_decay": -1e-3}, ValueError,
+     r"momentum_decay"),
+    ("nadam-beta1-rounds-to-1-in-float32", _nadam, ident, {"betas": (1 - 2**-26, 0.999)},
+     ValueError, r"betas"),
+    ("nadam-decoupled-int", _nadam, ident, {"decoupled_weight_decay": 1}, TypeError,
+     r"decoupled_weight_decay"),
+    ("nadam-step-0", _nadam, ident, {"step": 0}, ValueError, r"step"),
 ]
 
 
@@ -247,8 +326,9 @@ def test_functional_validates_and_changes_nothing(case, build, edit, extra, exc,
     assert_arrays_equal(held, before, f"{case}: arrays")
 
 
-@pytest.mark.parametrize("build", [_adam, _sgd, _adagrad, _rmsprop],
-                         ids=["adam_", "sgd_", "adagrad_", "rmsprop_"])
+@pytest.mark.parametrize("build", [_adam, _sgd, _adagrad, _rmsprop, _adadelta, _adamax, _nadam],
+                         ids=["adam_", "sgd_", "adagrad_", "rmsprop_", "adadelta_", "adamax_",
+                              "nadam_"])
 def test_functional_accepts_read_only_grad_and_valid_input(build):
     """The valid baseline of the cases above runs, updates the parameter and reads the
     gradient only (so the refusals above are caused by the one thing each case breaks)."""

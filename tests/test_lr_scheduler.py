@@ -173,6 +173,9 @@ CASES = [
         o, 1e-4, 1e-2, 17, 40, mode="exp_range", gamma=0.99)),
     ("cyclic-adagrad-no-momentum", "Adagrad", {}, lambda L, o: L.CyclicLR(
         o, 0.01, 0.1, 20, cycle_momentum=False)),
+    ("cyclic-adamax", "Adamax", {}, lambda L, o: L.CyclicLR(o, 1e-4, 1e-2, 25)),
+    ("cyclic-nadam", "NAdam", {"betas": (0.8, 0.99)}, lambda L, o: L.CyclicLR(
+        o, 1e-4, 1e-2, 15, mode="triangular2")),
     # OneCycleLR: stepped exactly total_steps times (the last extrapolates, as in torch).
     ("onecycle-cos", "SGD", {}, lambda L, o: L.OneCycleLR(o, max_lr=1.0, total_steps=STEPS)),
     ("onecycle-linear", "SGD", {"momentum": 0.9}, lambda L, o: L.OneCycleLR(
@@ -189,6 +192,9 @@ CASES = [
     ("onecycle-pct-0", "SGD", {}, lambda L, o: L.OneCycleLR(o, 0.5, STEPS, pct_start=0.0)),
     ("onecycle-no-momentum", "Adagrad", {}, lambda L, o: L.OneCycleLR(
         o, 0.5, STEPS, cycle_momentum=False)),
+    ("onecycle-nadam", "NAdam", {}, lambda L, o: L.OneCycleLR(o, 0.01, STEPS)),
+    ("onecycle-adadelta-no-momentum", "Adadelta", {}, lambda L, o: L.OneCycleLR(
+        o, 1.0, STEPS, cycle_momentum=False)),
     # Combinations.
     ("sequential-warmup-cosine", "SGD", {}, lambda L, o: L.SequentialLR(
         o, [L.LinearLR(o, 0.1, total_iters=20), L.CosineAnnealingLR(o, 100)], milestones=[20])),
@@ -665,7 +671,7 @@ def test_refusals_change_nothing():
     assert after == before
 
 
-@pytest.mark.parametrize("kind", ["Adagrad"])
+@pytest.mark.parametrize("kind", ["Adagrad", "Adadelta"])
 def test_cyclic_schedules_refuse_adagrad_like_torch(kind):
     torch = pytest.importorskip("torch")
     for L, opt in ((fl, fast_optimizer(kind)), (torch.optim.lr_scheduler, torch_optimizer(kind))):
@@ -776,7 +782,8 @@ def test_step_lr_drives_sgd_like_the_reference_with_rates_set_by_hand():
     assert not np.allclose(ours[2], const_params[2], rtol=1e-6)  # the schedule mattered
 
 
-def test_onecycle_drives_adam_with_cycled_beta1_like_the_reference():
+@pytest.mark.parametrize("kind", ["Adam", "Adamax", "NAdam"])
+def test_onecycle_drives_adam_with_cycled_beta1_like_the_reference(kind):
     shapes = [(11,), (4, 4)]
     grads = GradStream(shapes, np.float64, seed=5)
     params = [np.random.default_rng(10 + i).standard_normal(s) for i, s in enumerate(shapes)]
@@ -784,7 +791,7 @@ def test_onecycle_drives_adam_with_cycled_beta1_like_the_reference():
     ref_params = [p.copy() for p in params]
     steps = 40
 
-    opt = fastopt.Adam(ours, lr=1e-3)
+    opt = getattr(fastopt, kind)(ours, lr=1e-3)
     sched = fl.OneCycleLR(opt, max_lr=0.05, total_steps=steps)
     schedule = []
     for t in range(1, steps + 1):
@@ -793,7 +800,7 @@ def test_onecycle_drives_adam_with_cycled_beta1_like_the_reference():
         sched.step()
     assert len({b for _, b in schedule}) > 10  # beta1 did cycle
 
-    ref = reference.Adam(ref_params, lr=1e-3)
+    ref = getattr(reference, kind)(ref_params, lr=1e-3)
     for t, (lr, betas) in enumerate(schedule, start=1):
         ref.param_groups[0]["lr"] = lr
         ref.param_groups[0]["betas"] = betas

@@ -30,11 +30,18 @@ RMSPROP = st.builds(dict, lr=positive, alpha=unit, eps=st.floats(1e-8, 1e-2), we
 ADAM = st.builds(dict, lr=positive, betas=st.tuples(unit, unit), eps=st.floats(1e-8, 1e-2),
                  weight_decay=small, amsgrad=flag, maximize=flag,
                  decoupled_weight_decay=flag).map(lambda kw: ("Adam", kw))
-CONFIGS = st.one_of(SGD, NESTEROV, ADAGRAD, RMSPROP, ADAM)
+ADADELTA = st.builds(dict, lr=st.floats(1e-2, 2.0), rho=unit, eps=st.floats(1e-8, 1e-2),
+                     weight_decay=small, maximize=flag).map(lambda kw: ("Adadelta", kw))
+ADAMAX = st.builds(dict, lr=positive, betas=st.tuples(unit, unit), eps=st.floats(1e-8, 1e-2),
+                   weight_decay=small, maximize=flag).map(lambda kw: ("Adamax", kw))
+NADAM = st.builds(dict, lr=positive, betas=st.tuples(unit, unit), eps=st.floats(1e-8, 1e-2),
+                  weight_decay=small, momentum_decay=st.floats(0.0, 0.1),
+                  decoupled_weight_decay=flag, maximize=flag).map(lambda kw: ("NAdam", kw))
+CONFIGS = st.one_of(SGD, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADADELTA, ADAMAX, NADAM)
 SHAPES = st.lists(st.lists(st.integers(1, 40), max_size=3).map(tuple), min_size=1, max_size=5)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config=CONFIGS, shapes=SHAPES, dtype=st.sampled_from([np.float32, np.float64]),
        split=st.integers(0, 5), threads=st.sampled_from([1, 2]), seed=st.integers(0, 2**32 - 1))
 def test_kernels_equal_reference_bitwise(config, shapes, dtype, split, threads, seed):

@@ -26,18 +26,22 @@ SHAPES = [(), (1,), (3, 5), (2, 3, 7), (1000,)]
 # max |torch| over all arrays of the same role (all parameters, all exp_avg, ...).
 # Worst case measured over every configuration below and 20 seeds, torch 2.13 CPU,
 # NumPy 2.4, 150 steps:
-#             SGD      Adagrad  RMSprop  Adam     AdamW
-#   float64   5.4e-16  5.5e-16  1.4e-15  5.4e-16  5.0e-16
-#   float32   2.8e-07  2.4e-07  1.1e-06  4.5e-07  3.6e-07
+#             SGD      Adagrad  RMSprop  Adam     AdamW    Adadelta Adamax   NAdam
+#   float64   5.4e-16  5.5e-16  1.4e-15  5.4e-16  5.0e-16  2.9e-15  5.0e-16  5.8e-16
+#   float32   2.8e-07  2.4e-07  1.1e-06  4.5e-07  3.6e-07  1.3e-06  4.2e-07  3.6e-07
 # Never bitwise equal: the differences are rounding only. torch evaluates m and ḡ with
 # lerp rather than β m + (1 − β) g, and its CPU loops may fuse a multiply-add into one
 # rounding. The gradients do not depend on the parameters, so these errors accumulate
-# but do not grow chaotically. The worst float32 case is RMSprop's centred ḡ, a small
-# running mean whose accumulated rounding is large relative to itself.
-# Tolerances: 7x (float64) and 4.5x (float32) the worst measured deviation. The
-# subtlest wrong rule in test_tolerance_rejects_wrong_rule (ε under Adam's root with
-# the default ε = 1e-8) deviates by 8.7e-5, 17x above the float32 tolerance and 1e10x
-# above the float64 one; the others deviate by 2e-3 to 1.
+# but do not grow chaotically. The worst cases are small running means whose accumulated
+# rounding is large relative to themselves: RMSprop's centred ḡ and Adadelta's acc_delta.
+# NAdam's mu_product is not in the table: it is a float32 scalar computed by the same
+# operations on both sides, and must be equal to the last bit (assert_matches).
+# Tolerances: 3.4x (float64) and 3.8x (float32) the worst measured deviation (Adadelta's;
+# 7x and 4.5x for the other rules). The subtlest wrong rule in
+# test_tolerance_rejects_wrong_rule (ε under Adam's root with the default ε = 1e-8)
+# deviates by 8.7e-5, 17x above the float32 tolerance and 1e10x above the float64 one;
+# NAdam with Π kept in double deviates by 5.5e-11 in float64 (5000x the tolerance; in
+# float32 it hides below rounding); the others deviate by 1.4e-4 to 1.
 TOLERANCE = {np.float64: 1e-14, np.float32: 5e-6}
 
 DTYPES = [np.float32, np.float64]
@@ -95,7 +99,33 @@ CASES = [
     ("AdamW", dict(lr=0.01, weight_decay=0.0)),
     ("AdamW", dict(lr=0.01, weight_decay=0.3)),
     ("AdamW", dict(lr=0.01, weight_decay=0.1, amsgrad=True, maximize=True)),
+    ("Adadelta", dict()),  # lr = 1
+    ("Adadelta", dict(rho=0.5)),
+    ("Adadelta", dict(eps=1e-3)),
+    ("Adadelta", dict(weight_decay=0.1)),
+    ("Adadelta", dict(maximize=True)),
+    ("Adadelta", dict(lr=0.5, rho=0.95, eps=1e-4, weight_decay=0.05, maximize=True)),
+    ("Adamax", dict(lr=0.01)),
+    ("Adamax", dict(lr=0.01, betas=(0.8, 0.99))),
+    ("Adamax", dict(lr=0.01, eps=1e-2)),
+    ("Adamax", dict(lr=0.01, weight_decay=0.1)),
+    ("Adamax", dict(lr=0.01, maximize=True)),
+    ("Adamax", dict(lr=0.01, betas=(0.85, 0.995), eps=1e-3, weight_decay=0.05, maximize=True)),
+    ("NAdam", dict(lr=0.01)),
+    ("NAdam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-2)),
+    ("NAdam", dict(lr=0.01, momentum_decay=0.05)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("NAdam", dict(lr=0.01, maximize=True)),
+    (
+        "NAdam",
+        dict(lr=0.01, betas=(0.85, 0.995), weight_decay=0.05, momentum_decay=0.01,
+             decoupled_weight_decay=True, maximize=True),
+    ),
 ]
+
+# State kept as a scalar rather than an array: compared exactly, not as a trajectory.
+SCALAR_STATE = {"step", "mu_product"}
 
 
 def _case_id(case):
@@ -163,7 +193,7 @@ def _arrays(ref_opt, torch_opt):
     for i, (ref_param, torch_param) in enumerate(zip(_params(ref_opt), _params(torch_opt))):
         arrays.append(("param", i, ref_param, torch_param.detach().numpy()))
         for key, value in sorted(torch_opt.state[torch_param].items()):
-            if key != "step":
+            if key not in SCALAR_STATE:
                 arrays.append((key, i, ref_opt.state[i].get(key), value.numpy()))
     return arrays
 
@@ -203,6 +233,14 @@ def assert_matches(ref_opt, torch_opt, dtype):
     tolerance = TOLERANCE[dtype]
     for (role, i), error in deviations(arrays).items():
         assert error <= tolerance, f"{role}[{i}]: deviation {error:.3g} > tolerance {tolerance:.3g}"
+    # NAdam's Π: float32 whatever the parameters' dtype, and torch's to the last bit.
+    for i, torch_param in enumerate(_params(torch_opt)):
+        if "mu_product" in torch_opt.state[torch_param]:
+            expected = torch_opt.state[torch_param]["mu_product"]
+            actual = ref_opt.state[i]["mu_product"]
+            assert type(actual) is np.float32, f"mu_product[{i}]: {type(actual).__name__}"
+            assert expected.dtype == torch.float32, f"torch's mu_product[{i}]: {expected.dtype}"
+            assert actual == expected.item(), f"mu_product[{i}]: {actual!r} != {expected.item()!r}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -291,6 +329,36 @@ SCHEDULES = [
             120: _set_group(1, maximize=True, weight_decay=0.0),
         },
     ),
+    (
+        "Adadelta",
+        dict(),
+        [(2, dict(rho=0.8)), (3, dict(weight_decay=0.05))],
+        {
+            40: _set(lr=0.5),
+            80: _set_group(0, rho=0.95, eps=1e-4),
+            120: _set_group(1, maximize=True, weight_decay=0.0),
+        },
+    ),
+    (
+        "Adamax",
+        dict(lr=0.01),
+        [(2, dict(eps=1e-3)), (3, dict(weight_decay=0.05))],
+        {
+            40: _set(betas=(0.8, 0.99)),  # the bias correction uses the new beta1 from now on
+            80: _set_group(0, lr=0.03, weight_decay=0.1),
+            120: _set_group(1, maximize=True),
+        },
+    ),
+    (
+        "NAdam",
+        dict(lr=0.01),
+        [(2, dict(momentum_decay=0.01)), (3, dict(weight_decay=0.05))],
+        {
+            40: _set(betas=(0.8, 0.99)),  # μₜ, and so Πₜ, use the new beta1 from now on
+            80: _set_group(0, lr=0.03, eps=1e-3, momentum_decay=0.05),
+            120: _set_group(1, decoupled_weight_decay=True, maximize=True),
+        },
+    ),
 ]
 
 
@@ -345,6 +413,7 @@ def _adam_no_second_bias_correction(param, grad, state, *, step, lr, betas, eps,
 
 # The correct rules, bound before any test swaps a wrong one into the module.
 _correct_adam, _correct_sgd, _correct_adagrad = reference.adam, reference.sgd, reference.adagrad
+_correct_adadelta, _correct_nadam = reference.adadelta, reference.nadam
 
 
 def _adamw_decay_without_lr(param, grad, state, *, weight_decay, decoupled_weight_decay, **kw):
@@ -377,11 +446,76 @@ def _rmsprop_momentum_before_division(param, grad, state, *, lr, alpha, eps, wei
     param -= lr * momentum_buffer / denom
 
 
-# (rule to replace, wrong version, optimizer, options). The options are rows of CASES,
-# so each check is the very comparison test_matches_torch makes. Measured deviations:
+def _l2_grad(param, grad, weight_decay, maximize):
+    """g ← −g if maximizing, then g ← g + λ p: how every rule starts (for the variants below)."""
+    grad = -grad if maximize else grad
+    return grad + weight_decay * param if weight_decay != 0 else grad
+
+
+def _running_avg(state, key, param, value, beta):
+    """state[key] ← β state[key] + (1 − β) value, from zeros (for the variants below)."""
+    avg = reference._zeros_on_first_use(state, key, param)
+    avg *= beta
+    avg += (1 - beta) * value
+    return avg
+
+
+def _adadelta_eps_outside_roots(param, grad, state, *, lr, rho, eps, weight_decay, maximize):
+    """Adadelta with Δ = (√u + ε) / (√v + ε) · g, ε outside the roots as in Adam."""
+    grad = _l2_grad(param, grad, weight_decay, maximize)
+    square_avg = _running_avg(state, "square_avg", param, grad * grad, rho)
+    acc_delta = reference._zeros_on_first_use(state, "acc_delta", param)
+    delta = (np.sqrt(acc_delta) + eps) / (np.sqrt(square_avg) + eps) * grad
+    _running_avg(state, "acc_delta", param, delta * delta, rho)
+    param -= lr * delta
+
+
+def _adadelta_without_lr(param, grad, state, *, lr, **kw):
+    """Adadelta as in the paper, which has no learning rate: p ← p − Δ."""
+    _correct_adadelta(param, grad, state, lr=1.0, **kw)
+
+
+def _adamax_eps_outside_max(param, grad, state, *, step, lr, betas, eps, weight_decay, maximize):
+    """Adamax with u ← max(β₂ u, |g|) and ε added to the denominator instead."""
+    beta1, beta2 = betas
+    grad = _l2_grad(param, grad, weight_decay, maximize)
+    exp_avg = _running_avg(state, "exp_avg", param, grad, beta1)
+    exp_inf = reference._zeros_on_first_use(state, "exp_inf", param)
+    exp_inf *= beta2
+    np.maximum(exp_inf, np.abs(grad), out=exp_inf)
+    param -= lr / (1 - beta1**step) * exp_avg / (exp_inf + eps)
+
+
+def _nadam_mu_product_in_double(param, grad, state, **kw):
+    """NAdam whose Π is a float64: Πₜ = Πₜ₋₁ · fl32(μₜ) with no rounding to float32."""
+    state.setdefault("mu_product", np.float64(1.0))
+    _correct_nadam(param, grad, state, **kw)
+
+
+def _nadam_momentum_term_over_1_minus_product(param, grad, state, *, step, lr, betas, eps,
+                                              weight_decay, momentum_decay,
+                                              decoupled_weight_decay, maximize):
+    """NAdam dividing the momentum term by 1 − Πₜ instead of 1 − Πₜ μₜ₊₁."""
+    beta1, beta2 = betas
+    mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    state["mu_product"] = state.get("mu_product", np.float32(1.0)) * np.float32(mu)
+    grad = _l2_grad(param, grad, weight_decay, maximize)  # (L2 only: the CASES row has none)
+    exp_avg = _running_avg(state, "exp_avg", param, grad, beta1)
+    exp_avg_sq = _running_avg(state, "exp_avg_sq", param, grad * grad, beta2)
+    denom = np.sqrt(exp_avg_sq / (1 - beta2**step)) + eps
+    param -= lr * (1 - mu) / (1 - float(state["mu_product"])) * grad / denom
+    param -= lr * mu_next / (1 - float(state["mu_product"])) * exp_avg / denom
+
+
+# (rule to replace, wrong version, optimizer, options[, dtypes]). The options are rows of
+# CASES, so each check is the very comparison test_matches_torch makes. Measured deviations:
 # eps under the root 1.8e-3 (ε = 1e-2) and 8.7e-5 (ε = 1e-8), no second bias correction
 # 0.69, AdamW decay without γ 1.0, dampening ignored 1.0, lr_decay off by one 6e-3,
-# RMSprop momentum before the division 0.34 (the same in both dtypes).
+# RMSprop momentum before the division 0.34, Adadelta ε outside the roots 1.0, Adadelta
+# without lr 0.29, Adamax ε outside the max 2.4e-3 (ε = 1e-2), NAdam's momentum term over
+# 1 − Πₜ 1.4e-4 (the same in both dtypes); NAdam with Π in double 5.5e-11 in float64 only
+# (2.3e-7 in float32, rounding there: float32 parity cannot tell, float64 parity can).
 WRONG_RULES = [
     ("adam", _adam_eps_inside_root, "Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-2)),
     ("adam", _adam_eps_inside_root, "Adam", dict(lr=0.01)),
@@ -390,13 +524,19 @@ WRONG_RULES = [
     ("sgd", _sgd_dampening_ignored, "SGD", dict(lr=0.01, momentum=0.9, dampening=0.5)),
     ("adagrad", _adagrad_lr_decay_off_by_one, "Adagrad", dict(lr=0.1, lr_decay=0.05)),
     ("rmsprop", _rmsprop_momentum_before_division, "RMSprop", dict(lr=0.01, momentum=0.9)),
+    ("adadelta", _adadelta_eps_outside_roots, "Adadelta", dict()),
+    ("adadelta", _adadelta_without_lr, "Adadelta",
+     dict(lr=0.5, rho=0.95, eps=1e-4, weight_decay=0.05, maximize=True)),
+    ("adamax", _adamax_eps_outside_max, "Adamax", dict(lr=0.01, eps=1e-2)),
+    ("nadam", _nadam_momentum_term_over_1_minus_product, "NAdam", dict(lr=0.01)),
+    ("nadam", _nadam_mu_product_in_double, "NAdam", dict(lr=0.01), [np.float64]),
 ]
 
 
 def _wrong_rule_params():
-    for rule, wrong, name, options in WRONG_RULES:
+    for rule, wrong, name, options, *dtypes in WRONG_RULES:
         eps = f"-eps={options['eps']}" if "eps" in options else ""
-        for dtype in DTYPES:
+        for dtype in dtypes[0] if dtypes else DTYPES:
             case_id = f"{wrong.__name__.lstrip('_')}{eps}-{np.dtype(dtype).name}"
             yield pytest.param(rule, wrong, name, options, dtype, id=case_id)
 
@@ -424,6 +564,9 @@ def test_updates_in_place_in_parameter_dtype(dtype):
         (reference.RMSprop, dict(momentum=0.9, centered=True, weight_decay=0.1)),
         (reference.Adam, dict(amsgrad=True, weight_decay=0.1)),
         (reference.AdamW, dict(amsgrad=True)),
+        (reference.Adadelta, dict(weight_decay=0.1, maximize=True)),
+        (reference.Adamax, dict(weight_decay=0.1, maximize=True)),
+        (reference.NAdam, dict(weight_decay=0.1, maximize=True)),
     ]:
         params = _make_params(rng, dtype)
         before = [p.copy() for p in params]
@@ -437,6 +580,9 @@ def test_updates_in_place_in_parameter_dtype(dtype):
         assert all(p is q for p, q in zip(opt.param_groups[0]["params"], params))
         for state, param in zip(opt.state, params):
             for key, value in state.items():
+                if key == "mu_product":  # NAdam's Π: a float32 scalar whatever the dtype
+                    assert type(value) is np.float32
+                    continue
                 assert isinstance(value, np.ndarray), key
                 assert value.dtype == dtype and value.shape == param.shape, key
                 assert not np.shares_memory(value, param), key
@@ -460,6 +606,13 @@ def test_defaults_match_api():
     assert reference.Adam(p).defaults == adam_defaults
     assert reference.AdamW(p).defaults == {**adam_defaults, "weight_decay": 1e-2,
                                            "decoupled_weight_decay": True}
+    assert reference.Adadelta(p).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
+                                                  maximize=False)
+    assert reference.Adamax(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8,
+                                                weight_decay=0.0, maximize=False)
+    assert reference.NAdam(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8,
+                                               weight_decay=0.0, momentum_decay=4e-3,
+                                               decoupled_weight_decay=False, maximize=False)
 
 
 def test_state_created_only_when_used():
@@ -477,6 +630,13 @@ def test_state_created_only_when_used():
     adam.step(g)
     assert set(adam.state[0]) == {"exp_avg", "exp_avg_sq"}
     assert adam.step_counts == [1]
+    for cls, keys in [(reference.Adadelta, {"square_avg", "acc_delta"}),
+                      (reference.Adamax, {"exp_avg", "exp_inf"}),
+                      (reference.NAdam, {"mu_product", "exp_avg", "exp_avg_sq"})]:
+        opt = cls([np.zeros(3)])
+        assert opt.state == [{}]
+        opt.step(g)
+        assert set(opt.state[0]) == keys, cls
 
 
 def test_rejects_wrong_gradients():

@@ -28,6 +28,7 @@ from conftest import (
     CONFIGS,
     PER_CLASS,
     PER_CLASS_IDS,
+    SCALAR_STATE_KEYS,
     GradStream,
     assert_arrays_equal,
     assert_state_dicts_equal,
@@ -105,9 +106,12 @@ def test_state_dict_layout(config):
         assert sd["state"] == {}
     for i, entry in sd["state"].items():
         assert set(entry) == keys
+        first = sd["param_groups"][0 if i < n0 else 1]["params"][0]
         for key, value in entry.items():
             if key == "step":
                 assert type(value) is int and value == 3
+            elif key in SCALAR_STATE_KEYS:  # float32 per group, as torch keeps it
+                assert type(value) is np.float32 and value == sd["state"][first][key]
             else:
                 assert isinstance(value, np.ndarray)
                 assert value.shape == params[i].shape and value.dtype == params[i].dtype
@@ -245,6 +249,9 @@ def _bad_hyper(config):
         "RMSprop": ("alpha", 2.0),
         "Adam": ("betas", (1.0, 0.5)),
         "AdamW": ("betas", (0.9, -0.1)),
+        "Adadelta": ("rho", 1.5),
+        "Adamax": ("betas", (0.9, 1.0)),
+        "NAdam": ("momentum_decay", -0.004),
     }[config.name]
 
 
@@ -319,7 +326,7 @@ NOT_APPLICABLE = {
 }
 
 MALFORMED_CONFIGS = [CONFIG_BY_ID[i] for i in (
-    "sgd-momentum", "adagrad-all", "rmsprop-all", "adam-all", "adamw")]
+    "sgd-momentum", "adagrad-all", "rmsprop-all", "adam-all", "adamw", "nadam-all")]
 
 
 def _malformed_cases():

@@ -36,14 +36,10 @@ cdef void adam_chunk(floating* p, const floating* g, floating** state, Py_ssize_
     cdef floating gi, pi, mi, vi
     cdef Py_ssize_t i
     for i in range(n):
-        gi = grad_scale * g[i]
         pi = decay * p[i]
-        if weight_decay != 0:
-            gi = gi + weight_decay * pi
-        mi = beta1 * m[i] + one_minus_beta1 * gi
-        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
-        m[i] = mi
-        v[i] = vi
+        gi = with_l2(grad_scale * g[i], weight_decay, pi)
+        mi = running_avg(m, i, gi, beta1, one_minus_beta1)
+        vi = running_avg_sq(v, i, gi, beta2, one_minus_beta2)
         if amsgrad:
             # v̂ > v is false for a NaN v, so NaN propagates as with torch.maximum.
             vi = v_max[i] if v_max[i] > vi else vi

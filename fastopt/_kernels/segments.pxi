@@ -37,19 +37,6 @@ ctypedef struct Table:
     Policy policy             # serial or parallel for updates, learnt per table (threads.pxi)
     Policy norm_policy        # the same for gradient norms, a lighter pass
 
-cdef extern from "<math.h>" nogil:
-    float sqrtf(float x)
-    double sqrt(double x)
-
-
-cdef inline floating root(floating x) noexcept nogil:
-    """Square root in the buffer's precision (libm's sqrt would drag float32 into double)."""
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
-
-
 
 cdef inline void run_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, chunk_f64 f64,
                            const void* args) noexcept nogil:

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import _checks
 from .._kernels import kernels
-from .optimizer import Hyper, Optimizer
+from .optimizer import Hyper, Optimizer, Scalars
 
 
 class Adagrad(Optimizer):
@@ -49,9 +49,8 @@ class Adagrad(Optimizer):
         )
 
     @classmethod
-    def apply(
-        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
-    ) -> None:
+    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str],
+              scalars: Scalars, grad_scale: float = 1.0) -> None:
         lr, lr_decay, weight_decay, eps, maximize = hyper
         kernels.adagrad(table, lr / (1 + (step - 1) * lr_decay), eps, weight_decay,
                         -grad_scale if maximize else grad_scale)

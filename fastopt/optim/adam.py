@@ -8,7 +8,22 @@ from typing import Any
 
 from .. import _checks
 from .._kernels import kernels
-from .optimizer import Hyper, Optimizer
+from .optimizer import Hyper, Optimizer, Scalars
+
+
+def check_adam_hyper(group: dict[str, Any]) -> tuple[float, float, float, float, float]:
+    """(lr, beta1, beta2, eps, weight_decay), validated: what Adam's family has in common."""
+    return (
+        _checks.real("lr", group["lr"]),
+        *_checks.betas("betas", group["betas"]),
+        _checks.real("eps", group["eps"]),
+        _checks.real("weight_decay", group["weight_decay"]),
+    )
+
+
+def weight_decay_terms(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
+    """The kernels' (L2 coefficient, factor on p): (λ, 1), or (0, 1 − γ λ) when decoupled."""
+    return (0.0, 1 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
 
 
 class Adam(Optimizer):
@@ -42,10 +57,7 @@ class Adam(Optimizer):
     @classmethod
     def check_group(cls, group: dict[str, Any]) -> Hyper:
         return (
-            _checks.real("lr", group["lr"]),
-            *_checks.betas("betas", group["betas"]),
-            _checks.real("eps", group["eps"]),
-            _checks.real("weight_decay", group["weight_decay"]),
+            *check_adam_hyper(group),
             _checks.flag("amsgrad", group["amsgrad"]),
             _checks.flag("maximize", group["maximize"]),
             _checks.flag("decoupled_weight_decay", group["decoupled_weight_decay"]),
@@ -55,13 +67,9 @@ class Adam(Optimizer):
     def roles_used(cls, hyper: Hyper) -> tuple[str, ...]:
         return cls.roles if hyper[5] else cls.roles[:2]
 
-    def _normalise(self, group: dict[str, Any], hyper: Hyper) -> None:
-        group["betas"] = (hyper[1], hyper[2])
-
     @classmethod
-    def apply(
-        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
-    ) -> None:
+    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str],
+              scalars: Scalars, grad_scale: float = 1.0) -> None:
         lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled = hyper
         kernels.adam(
             table,
@@ -70,8 +78,7 @@ class Adam(Optimizer):
             beta1,
             beta2,
             eps,
-            0.0 if decoupled else weight_decay,
-            1 - lr * weight_decay if decoupled else 1.0,
+            *weight_decay_terms(lr, weight_decay, decoupled),
             -grad_scale if maximize else grad_scale,
             amsgrad,
         )

@@ -1,15 +1,18 @@
 """The optimizer base class: parameter groups, flat state buffers, steps and state dicts.
 
-A subclass is one update rule. It names its state roles (in kernel order), its defaults, how
-to validate a group's hyper-parameters, which roles a group needs, and how to call its kernel
-for one group; everything else lives here.
+A subclass is one update rule. It names its state roles (in kernel order) and its per-group
+scalar state, its defaults, how to validate a group's hyper-parameters, which roles a group
+needs, how its scalars advance and how to call its kernel for one group; everything else lives
+here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate
 from operator import is_
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,7 +22,30 @@ from .._kernels import kernels
 from ..flat import Layout, first_overlap
 
 Hyper = tuple  # a group's validated hyper-parameters, in the order the subclass defines
+Scalars = dict[str, np.floating]  # a group's scalar state by name
 _NOTHING: frozenset[str] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupScalar:
+    """A scalar of optimizer state that a rule keeps besides its arrays (NAdam's mu_product).
+
+    torch keeps such a value per parameter; fastopt steps a group's parameters together, so one
+    value serves the whole group, as with the step count. ``state_dict()`` repeats it in every
+    parameter's entry, like ``"step"``; ``load_state_dict()`` requires one value per group, in
+    [low, high] and exactly representable in ``dtype``, the precision the rule keeps it in.
+    """
+
+    initial: float
+    dtype: type[np.floating]
+    low: float
+    high: float
+
+    def start(self) -> np.floating:
+        return self.dtype(self.initial)
+
+    def check(self, name: str, value: Any) -> np.floating:
+        return _checks.representable(name, value, self.dtype, self.low, self.high)
 
 
 class Optimizer:
@@ -32,6 +58,8 @@ class Optimizer:
 
     roles: ClassVar[tuple[str, ...]] = ()  # state arrays, in the kernel's role order
     counts_steps: ClassVar[bool] = True  # whether state dicts carry "step" (SGD's do not)
+    # Scalar state kept per group, in state-dict order (advanced by ``advance``).
+    scalars: ClassVar[Mapping[str, GroupScalar]] = MappingProxyType({})
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
@@ -42,6 +70,7 @@ class Optimizer:
         self._steps: list[int] = []  # per group
         # group -> (its raw hyper-parameter values, (validated hyper, roles used))
         self._checked: dict[int, tuple[tuple, tuple[Hyper, tuple[str, ...]]]] = {}
+        self._scalars: list[Scalars] = []  # per group
         self._live: list[set[str]] = []  # per group: roles that hold state
         if isinstance(params, np.ndarray) or isinstance(params, dict):
             raise TypeError(
@@ -67,16 +96,34 @@ class Optimizer:
         return cls.roles
 
     @classmethod
+    def advance(cls, hyper: Hyper, step: int, scalars: Scalars) -> Scalars:
+        """A group's scalar state for step ``step`` from its value after the step before."""
+        return scalars
+
+    @classmethod
     def apply(
-        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
+        cls,
+        table: Any,
+        hyper: Hyper,
+        step: int,
+        fresh: frozenset[str],
+        scalars: Scalars,
+        grad_scale: float = 1.0,
     ) -> None:
         """Run the kernel over one group; ``step`` counts from 1, ``fresh`` names the roles
-        that were just initialised for this step, and the kernel reads ``grad_scale · g``
-        (the gradient-clipping coefficient) in place of ``g``."""
+        that were just initialised for this step, ``scalars`` holds the scalar state already
+        advanced to this step, and the kernel reads ``grad_scale · g`` (the gradient-clipping
+        coefficient) in place of ``g``."""
         raise NotImplementedError
+
+    @classmethod
+    def initial_scalars(cls) -> Scalars:
+        return {name: spec.start() for name, spec in cls.scalars.items()}
 
     def _normalise(self, group: dict[str, Any], hyper: Hyper) -> None:
         """Store validated values in their canonical form (a new or loaded group only)."""
+        if "betas" in group:  # a tuple of floats, as torch stores it, whatever was passed
+            group["betas"] = tuple(float(beta) for beta in group["betas"])
 
     def _initial_value(self, role: str, group: dict[str, Any]) -> float:
         return 0.0
@@ -132,6 +179,7 @@ class Optimizer:
         self._rebuild(self.param_groups + groups)
         for group in groups:
             self._steps.append(0)
+            self._scalars.append(self.initial_scalars())
             self._live.append(set())
             self._ensure_roles(len(self._steps) - 1, self._roles_at_construction(self.check_group(group)))
 
@@ -236,11 +284,12 @@ class Optimizer:
         if max_norm is not None:
             norm = clip.total_norm(self._tables, kind, of_grads=True)
             grad_scale = clip.coefficient(norm, max_norm)
-        steps, live = self._steps, self._live
+        steps, live, scalars = self._steps, self._live, self._scalars
         for g, (table, (hyper, roles)) in enumerate(zip(self._tables, checked)):
             fresh = _NOTHING if live[g].issuperset(roles) else self._ensure_roles(g, roles)
             steps[g] += 1
-            self.apply(table, hyper, steps[g], fresh, grad_scale)
+            scalars[g] = self.advance(hyper, steps[g], scalars[g])
+            self.apply(table, hyper, steps[g], fresh, scalars[g], grad_scale)
         return norm
 
     def _hyper(self, g: int, group: dict[str, Any]) -> tuple[Hyper, tuple[str, ...]]:
@@ -281,6 +330,7 @@ class Optimizer:
                 continue  # no state yet (torch has no entry either)
             for k, i in enumerate(indices):
                 entry: dict[str, Any] = {"step": self._steps[g]} if self.counts_steps else {}
+                entry.update(self._scalars[g])  # NumPy scalars: immutable, no copy needed
                 for role in self.roles:
                     if role in self._live[g]:
                         entry[role] = self._group_views(role, g)[k].copy()
@@ -294,13 +344,14 @@ class Optimizer:
         for group, current in zip(groups, self.param_groups):
             group["params"] = current["params"]
         self.param_groups = groups
-        for g, (group, (step, arrays)) in enumerate(zip(groups, plans)):
+        for g, (group, (step, scalars, arrays)) in enumerate(zip(groups, plans)):
             self._live[g] = set()
             self._ensure_roles(g, (*arrays, *self._roles_at_construction(self.check_group(group))))
             for role, sources in arrays.items():
                 for view, source in zip(self._group_views(role, g), sources):
                     view[...] = source
             self._steps[g] = step
+            self._scalars[g] = scalars
 
     def _check_state_dict(self, sd: Any) -> tuple[list[dict[str, Any]], list[Any]]:
         if not isinstance(sd, dict) or set(sd) != {"state", "param_groups"}:
@@ -347,36 +398,47 @@ class Optimizer:
 
     def _check_group_state(
         self, where: str, g: int, hyper: Hyper, entries: list[Any], params: list[np.ndarray]
-    ) -> tuple[int, dict[str, list[np.ndarray]]]:
-        """Validate one group's saved per-parameter states; return (step, role -> arrays)."""
+    ) -> tuple[int, Scalars, dict[str, list[np.ndarray]]]:
+        """Validate one group's saved per-parameter states; return (step, scalars,
+        role -> arrays)."""
         if all(entry is None for entry in entries):
-            return 0, {}
+            return 0, self.initial_scalars(), {}
         if any(not isinstance(entry, dict) for entry in entries):
             raise ValueError(
                 f"{where}: expected a state dict for every parameter of the group or for none "
                 "(fastopt steps a group's parameters together)"
             )
         keys = set(entries[0])
-        allowed = set(self.roles) | ({"step"} if self.counts_steps else set())
+        allowed = set(self.roles) | set(self.scalars) | ({"step"} if self.counts_steps else set())
         if not keys <= allowed:
             raise ValueError(f"{where}: unknown state entries {sorted(keys - allowed)}; expected some of {sorted(allowed)}")
         # A rule that counts steps has all its state from its first step on; SGD's momentum
-        # buffer may be absent (it then starts as the next gradient).
+        # buffer may be absent (it then starts as the next gradient). Scalars always come along.
         required = {"step", *self.roles_used(hyper)} if self.counts_steps else set()
+        required |= set(self.scalars)
         if not keys >= required:
             raise ValueError(f"{where}: state entries {sorted(required - keys)} are missing")
         steps = set()
+        scalars: dict[str, set[np.floating]] = {name: set() for name in self.scalars}
         arrays: dict[str, list[np.ndarray]] = {role: [] for role in self.roles if role in keys}
         for entry, param in zip(entries, params):
             if set(entry) != keys:
                 raise ValueError(f"{where}: every parameter of a group must have the same state entries")
             if self.counts_steps:
                 steps.add(_checks.step_count(f"{where} state 'step'", entry["step"]))
+            for name, spec in self.scalars.items():
+                scalars[name].add(spec.check(f"{where} state '{name}'", entry[name]))
             for role in arrays:
                 arrays[role].append(_checks.like(f"{where} state '{role}'", entry[role], param, "its parameter", writable=False))
         if len(steps) > 1:
             raise ValueError(f"{where}: expected one step count for the whole group, got {sorted(steps)}")
-        return (steps.pop() if steps else 0), arrays
+        for name, values in scalars.items():
+            if len(values) > 1:
+                raise ValueError(
+                    f"{where}: expected one '{name}' for the whole group (fastopt steps a "
+                    f"group's parameters together), got {sorted(map(float, values))}"
+                )
+        return (steps.pop() if steps else 0), {k: v.pop() for k, v in scalars.items()}, arrays
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import _checks
 from .._kernels import kernels
-from .optimizer import Hyper, Optimizer
+from .optimizer import Hyper, Optimizer, Scalars
 
 
 class RMSprop(Optimizer):
@@ -57,9 +57,8 @@ class RMSprop(Optimizer):
         return ("square_avg",) + ("momentum_buffer",) * (momentum > 0) + ("grad_avg",) * centered
 
     @classmethod
-    def apply(
-        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
-    ) -> None:
+    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str],
+              scalars: Scalars, grad_scale: float = 1.0) -> None:
         lr, alpha, eps, weight_decay, momentum, centered, maximize = hyper
         kernels.rmsprop(table, lr, alpha, eps, weight_decay, momentum,
                         -grad_scale if maximize else grad_scale, centered)

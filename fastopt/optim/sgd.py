@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import _checks
 from .._kernels import kernels
-from .optimizer import Hyper, Optimizer
+from .optimizer import Hyper, Optimizer, Scalars
 
 
 class SGD(Optimizer):
@@ -58,9 +58,9 @@ class SGD(Optimizer):
         return cls.roles if hyper[1] != 0 else ()
 
     @classmethod
-    def apply(
-        cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str], grad_scale: float = 1.0
-    ) -> None:
+    def apply(cls, table: Any, hyper: Hyper, step: int, fresh: frozenset[str],
+              scalars: Scalars, grad_scale: float = 1.0) -> None:
         lr, momentum, dampening, weight_decay, nesterov, maximize = hyper
         kernels.sgd(table, lr, momentum, dampening, weight_decay,
-                    -grad_scale if maximize else grad_scale, nesterov, "momentum_buffer" in fresh)
+                    -grad_scale if maximize else grad_scale, nesterov,
+                    "momentum_buffer" in fresh)

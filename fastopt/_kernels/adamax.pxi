@@ -1,0 +1,51 @@
+# Adamax: Adam with the infinity norm in place of the second moment.
+
+ctypedef struct AdamaxArgs:
+    double step_size      # lr / (1 − β₁ᵗ)
+    double beta1
+    double beta2
+    double eps
+    double weight_decay
+    double grad_scale     # g is read as grad_scale·g: −1 to maximize, times a clipping factor
+
+
+cdef inline floating nan_max(floating a, floating b) noexcept nogil:
+    """max(a, b), NaN when either is NaN (torch.maximum and np.maximum propagate NaN; a bare
+    comparison would drop a NaN a)."""
+    return a if a > b or a != a else b
+
+
+cdef void adamax_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
+                       const void* args) noexcept nogil:
+    """Adamax on one piece; state = [exp_avg m, exp_inf u].
+
+        g ← grad_scale·g + λ p
+        m ← β₁ m + (1 − β₁) g
+        u ← max(β₂ u, |g| + ε)
+        p ← p − step_size · m / u
+    """
+    cdef const AdamaxArgs* a = <const AdamaxArgs*>args
+    cdef floating* m = state[0]
+    cdef floating* u = state[1]
+    cdef floating step_size = <floating>a.step_size
+    cdef floating beta1 = <floating>a.beta1, beta2 = <floating>a.beta2
+    cdef floating one_minus_beta1 = <floating>(1.0 - a.beta1)
+    cdef floating eps = <floating>a.eps, weight_decay = <floating>a.weight_decay
+    cdef floating grad_scale = <floating>a.grad_scale
+    cdef floating gi, mi, ui
+    cdef Py_ssize_t i
+    for i in range(n):
+        gi = with_l2(grad_scale * g[i], weight_decay, p[i])
+        mi = running_avg(m, i, gi, beta1, one_minus_beta1)
+        ui = nan_max(beta2 * u[i], magnitude(gi) + eps)
+        u[i] = ui
+        p[i] = p[i] - step_size * mi / ui
+
+
+def adamax(SegmentTable table, double step_size, double beta1, double beta2, double eps,
+           double weight_decay, double grad_scale):
+    """One Adamax step over ``table`` (state roles 0 exp_avg, 1 exp_inf)."""
+    cdef AdamaxArgs a = AdamaxArgs(step_size, beta1, beta2, eps, weight_decay, grad_scale)
+    table.start_kernel(0b011)
+    with nogil:
+        drive(&table.t, adamax_chunk[float], adamax_chunk[double], &a)
