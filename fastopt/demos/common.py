@@ -1,0 +1,93 @@
+"""What the demos share: optional imports, the optimizers compared, figures and tables."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import fastopt
+
+EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-learn)"
+
+# Label -> (optimizer class, options other than lr). The order is the legends' and tables'.
+OPTIMIZERS: dict[str, tuple[type[fastopt.Optimizer], dict[str, Any]]] = {
+    "SGD": (fastopt.SGD, {}),
+    "Momentum": (fastopt.SGD, {"momentum": 0.9}),
+    "Nesterov": (fastopt.SGD, {"momentum": 0.9, "nesterov": True}),
+    "Adagrad": (fastopt.Adagrad, {}),
+    "RMSprop": (fastopt.RMSprop, {}),
+    "Adadelta": (fastopt.Adadelta, {}),
+    "Adam": (fastopt.Adam, {}),
+    "AMSGrad": (fastopt.Adam, {"amsgrad": True}),
+    "Adamax": (fastopt.Adamax, {}),
+    "NAdam": (fastopt.NAdam, {}),
+}
+
+# One colour per optimizer across every figure (matplotlib's tab10, which has ten).
+COLOURS = dict(zip(OPTIMIZERS, [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]))
+
+
+def make_optimizer(label: str, params: list[Any], lr: float) -> fastopt.Optimizer:
+    cls, options = OPTIMIZERS[label]
+    return cls(params, lr=lr, **options)
+
+
+def select(labels: Sequence[str] | None) -> list[str]:
+    """The optimizers to run, in the canonical order; all of them when ``labels`` is None."""
+    if labels is None:
+        return list(OPTIMIZERS)
+    by_name = {name.lower(): name for name in OPTIMIZERS}
+    unknown = [label for label in labels if label.lower() not in by_name]
+    if unknown:
+        raise ValueError(f"optimizers: unknown {unknown}; choose from {list(OPTIMIZERS)}")
+    wanted = {by_name[label.lower()] for label in labels}
+    return [name for name in OPTIMIZERS if name in wanted]
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """Import an optional dependency, or exit with a message naming the extra that has it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SystemExit(
+            f"fastopt demo: {purpose} needs {module.split('.')[0]}, which is not installed.\n"
+            f"Install the demo extra: {EXTRA_HINT}"
+        ) from None
+
+
+def figure(*subplots: int, size: tuple[float, float]) -> tuple[Any, Any]:
+    """A matplotlib Figure (no pyplot: no global state, no display needed) and its axes."""
+    require("matplotlib", "plotting")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots(*subplots) if subplots else fig.subplots()
+
+
+def save(fig: Any, out: Path, name: str, dpi: int = 90) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})  # no version stamp: stable bytes
+    print(f"wrote {path}")
+    return path
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table with padded columns: readable in a terminal, pasteable into a README."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def write_table(out: Path, name: str, title: str, table: str) -> None:
+    print(f"\n{title}\n{table}\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(f"{title}\n\n{table}\n")
