@@ -6,8 +6,9 @@ For each optimizer, dtype and size it times, in one run and round by round:
 - the same step in ``fastopt.reference`` (plain NumPy);
 - torch's fastest CPU path, ``fused=True`` where torch has a fused CPU kernel, else
   ``foreach=True`` (when torch is installed);
-- the roofline probe: a kernel compiled with fastopt's that reads and writes exactly the
-  arrays the step must (``ACCESS`` below) with no arithmetic to speak of. No step can move its
+- the roofline probe: a kernel compiled with fastopt's, run like a step (same pieces, same
+  parallel region), that reads and writes exactly the arrays the step must (``ACCESS``
+  below) with one addition per array and element. No step can move its
   bytes faster on this machine, so ``probe time / step time`` is the fraction of the
   roofline reached.
 
@@ -127,12 +128,12 @@ def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) 
     ref = getattr(reference, name)([param.copy()], **OPTIONS.get(name, {}))
     torch_step = _torch_step(name, param, grad)
     reads, writes = ACCESS[name]
-    probe_arrays = [param.copy() for _ in range(reads)]
+    probe_arrays = [param.copy() for _ in range(reads)]  # parameter, gradient, states
 
     contenders: dict[str, Callable[[], Any]] = {
         "fastopt": lambda: opt.step(grads),
         "numpy": lambda: ref.step(grads),
-        "roofline": lambda: kernels.probe(probe_arrays, writes),
+        "roofline": lambda: kernels.probe(probe_arrays),
     }
     if torch_step is not None:
         contenders["torch"] = torch_step[0]

@@ -58,7 +58,7 @@ cdef bint adaptive = True
 
 
 cdef inline bint go_parallel(Policy* policy) noexcept nogil:
-    if not adaptive:
+    if not adaptive or policy.serial_seconds < 0:  # < 0: a table that must not adapt
         return True
     if policy.backoff > 0:
         policy.backoff -= 1
@@ -70,6 +70,8 @@ cdef inline bint go_parallel(Policy* policy) noexcept nogil:
 
 
 cdef inline void record(Policy* policy, bint parallel, double seconds) noexcept nogil:
+    if policy.serial_seconds < 0:
+        return
     if not parallel:
         policy.since_serial = 0
         if policy.serial_seconds == 0.0:
