@@ -74,6 +74,8 @@ cdef void drive(const Table* t, chunk_f32 f32, chunk_f64 f64, const void* args) 
     """Apply one rule to every element of the table: one parallel region, static schedule."""
     cdef Py_ssize_t k
     for k in prange(t.npieces, schedule="static", use_threads_if=t.total >= serial_threshold):
+        if k == 0:
+            fastopt_note_team_size()
         run_piece(t, k, f32, f64, args)
 
 

@@ -4,6 +4,8 @@ cdef extern from "omp_shim.h":
     int omp_get_max_threads() noexcept nogil
     void omp_set_num_threads(int n) noexcept nogil
     int FASTOPT_OPENMP
+    int fastopt_last_team_size
+    void fastopt_note_team_size() noexcept nogil
 
 OPENMP = bool(FASTOPT_OPENMP)
 
@@ -29,3 +31,8 @@ def get_serial_threshold():
 def set_serial_threshold(Py_ssize_t n):
     global serial_threshold
     serial_threshold = n
+
+
+def get_last_team_size():
+    """Threads that ran the last step's parallel region (0 before the first step)."""
+    return fastopt_last_team_size
