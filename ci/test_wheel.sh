@@ -1,17 +1,45 @@
 #!/usr/bin/env bash
-# Install the built wheel with its test extras into a fresh virtual environment and run the
-# README's test command against that installed copy (not the source tree).
+# Install one built wheel, and only it, into a fresh virtual environment with its test extras,
+# and run the README's test command against that installed copy (not the source tree).
+#   ci/test_wheel.sh WHEEL OPENMP     OPENMP: vendored | system | none (ci/check_installed.py)
+# PYTHON: the interpreter for the environment (default python3; it must match the wheel's tag).
+# NUMPY=oldest: NumPy pinned to the floor the wheel declares (default: the newest release).
+# TORCH=0: leave torch out of the test extras (the tests that need it skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+wheel=$1
+openmp=$2
 venv=build/ci/test-env
 rm -rf "$venv"
-python3 -m venv "$venv"
-wheel=$(ls dist/fastopt-*.whl)
-"$venv/bin/pip" install --quiet --upgrade pip
-"$venv/bin/pip" install --quiet "${wheel}[test]"
+"${PYTHON:-python3}" -m venv "$venv"
+py=$venv/bin/python
+"$py" -m pip install --quiet --upgrade pip packaging
+
+# The dependencies and test extras the wheel declares, from the index (binaries only).
+extras="[test]"
+options=(--extra test)
+if [ "${TORCH:-1}" = 0 ]; then
+    extras=""
+    options+=(--without torch)
+fi
+if [ "${NUMPY:-newest}" = oldest ]; then
+    options+=(--oldest numpy)
+fi
+"$py" ci/wheel_requirements.py "$wheel" "${options[@]}" > "$venv/requirements.txt"
+echo "test requirements: $(tr '\n' ' ' < "$venv/requirements.txt")"
+"$py" -m pip install --quiet --only-binary :all: -r "$venv/requirements.txt"
+# fastopt itself from the wheel file alone: no index, binaries only, so nothing is built or
+# fetched; pip checks that every dependency is already there.
+"$py" -m pip install --quiet --no-index --only-binary :all: "${wheel}${extras}"
+"$py" -m pip check
+"$py" -m pip list --format=freeze | grep -iE '^(fastopt|numpy|torch|pytest|hypothesis|threadpoolctl)=='
+
+# shellcheck source=/dev/null
 source "$venv/bin/activate"
-# From outside the checkout, so Python cannot pick up the source tree's fastopt/ instead.
-(cd "$(mktemp -d)" && python -m fastopt config && python -m fastopt demo --steps 400)
-# The README's test command (its install half is the wheel installed above). pytest puts
-# tests/ on sys.path, not the repository root, so `import fastopt` is the installed wheel.
+python ci/check_installed.py --openmp "$openmp"
+(cd "$(mktemp -d)" && python -m fastopt demo --steps 400 | tail -n 2)
+# The benchmark CLI, the README's main job, as a smoke check (two small sizes).
+(cd "$(mktemp -d)" && python -m fastopt bench --quick --optimizers Adam SGD)
+# The README's test command. pytest puts tests/ on sys.path, not the repository root, so
+# `import fastopt` is the installed wheel (the report header says where it came from).
 pytest tests

@@ -10,6 +10,7 @@ Update kernels in typed Cython with OpenMP over flat buffers, under torch.optim'
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from typing import Any
@@ -23,19 +24,20 @@ from .threads import OPENMP, get_num_threads, set_num_threads
 
 
 def config() -> dict[str, Any]:
-    """What this installation is: version, OpenMP or serial, threads, platform."""
+    """What this installation is: version, where it lives, OpenMP or serial, threads, platform."""
     import numpy
 
     from ._kernels import built_variants, kernels
 
     return {
         "fastopt": __version__,
-        "location": __file__.rsplit("/", 1)[0],
+        "location": os.path.dirname(os.path.abspath(__file__)),
         "compiler": kernels.COMPILER,
         "simd": kernels.VARIANT,
         "simd_built": ", ".join(built_variants()),
         "simd_cpu": ", ".join(kernels.cpu_variants()),
         "openmp": OPENMP,
+        "threading": "OpenMP" if OPENMP else "serial (built without OpenMP)",
         "threads": get_num_threads(),
         "serial_threshold": kernels.get_serial_threshold(),
         "contention_fallback": kernels.get_adaptive(),

@@ -67,6 +67,8 @@ cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, const void* args) noexce
     cdef bint parallel = use_threads(t.total, &t.policy)
     cdef double start = omp_get_wtime()
     for k in prange(t.npieces, schedule="static", use_threads_if=parallel):
+        if k == 0:
+            fastopt_note_team_size()
         run_piece(t, k, f32, f64, args)
     account(t.total, &t.policy, parallel, start)
 

@@ -5,6 +5,8 @@ cdef extern from "omp_shim.h":
     void omp_set_num_threads(int n) noexcept nogil
     double omp_get_wtime() noexcept nogil
     int FASTOPT_OPENMP
+    int fastopt_last_team_size
+    void fastopt_note_team_size() noexcept nogil
 
 OPENMP = bool(FASTOPT_OPENMP)
 
@@ -106,3 +108,8 @@ def set_adaptive(bint on):
     """Whether steps fall back to one thread under contention (off: measure raw threads)."""
     global adaptive
     adaptive = on
+
+
+def get_last_team_size():
+    """Threads that ran the last step's parallel region (0 before the first step)."""
+    return fastopt_last_team_size

@@ -1,0 +1,1 @@
+from .baseline import *
