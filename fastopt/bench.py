@@ -278,9 +278,13 @@ def plot(results: list[Result], path: str) -> None:
     except ImportError:
         raise SystemExit("fastopt bench: --plot needs matplotlib (pip install matplotlib)") from None
     names = list(dict.fromkeys(r.optimizer for r in results))
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6), squeeze=False,
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False,
                              sharey=True)
-    for ax, name in zip(axes[0], names):
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
         rows = [r for r in results if r.optimizer == name]
         for dtype in dict.fromkeys(r.dtype for r in rows):
             sel = [r for r in rows if r.dtype == dtype]
@@ -292,8 +296,9 @@ def plot(results: list[Result], path: str) -> None:
             ax.plot(sizes, [r.size / r.roofline_s / 1e9 for r in sel], "k-", lw=0.8,
                     label=f"roofline {dtype}")
         ax.set(xscale="log", yscale="log", title=name, xlabel="elements")
-    axes[0][0].set_ylabel("Gelem/s (higher is better)")
-    axes[0][-1].legend(fontsize=7)
+    for row in axes:
+        row[0].set_ylabel("Gelem/s (higher is better)")
+    axes.flat[len(names) - 1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
