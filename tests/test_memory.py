@@ -1,0 +1,69 @@
+"""Memory: a step allocates nothing after the first, and an optimizer's state is exactly its
+documented buffers (one 64-byte-aligned buffer per state role in use, laid out over all
+parameters), nothing more."""
+
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import PER_CLASS, PER_CLASS_IDS
+
+import fastopt
+from fastopt.flat import ALIGNMENT
+
+SHAPES = [(300, 70), (1,), (), (50_001,)]
+
+
+def model(dtype=np.float32):
+    rng = np.random.default_rng(0)
+    params = [np.array(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
+    grads = [np.array(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
+    return params, grads
+
+
+@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+def test_steps_allocate_nothing_after_the_first(config):
+    params, grads = model()
+    opt = config.make(fastopt, params)
+    for _ in range(3):
+        opt.step(grads)
+        opt.step(grads, max_norm=1.0)
+        opt.step()
+    gc.collect()
+    only_fastopt = [tracemalloc.Filter(True, fastopt.__file__.rsplit("/", 1)[0] + "/*")]
+
+    def run(n):
+        for _ in range(n):
+            opt.step(grads)
+            opt.step(grads, max_norm=1.0)
+            opt.step()
+
+    tracemalloc.start()
+    try:
+        # Warm up under the tracer: CPython's free lists settle over the first thousands of
+        # calls (measured: 736 bytes in the first 1500 steps, 32 in the next 15 000, then 0).
+        run(3000)
+        before = tracemalloc.take_snapshot().filter_traces(only_fastopt)
+        run(1000)
+        after = tracemalloc.take_snapshot().filter_traces(only_fastopt)
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "lineno"))
+    assert grown <= 0, f"{grown} bytes retained by fastopt over 3000 steps"
+
+
+@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+def test_state_is_the_documented_buffers(config):
+    params, grads = model()
+    opt = config.make(fastopt, params)
+    opt.step(grads)
+    in_use = {role for live in opt._live for role in live}
+    assert set(opt._buffers) == in_use
+    padded = sum(-(-p.nbytes // ALIGNMENT) * ALIGNMENT for p in params)
+    for role, buffer in opt._buffers.items():
+        assert buffer.nbytes == opt._layout.nbytes <= padded, role
+        assert buffer.ctypes.data % ALIGNMENT == 0, role
+    state = opt.state_dict()["state"]
+    documented = {key for entry in state.values() for key in entry} - {"step", "mu_product"}
+    assert documented == in_use
