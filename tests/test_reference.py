@@ -211,7 +211,8 @@ def deviations(arrays):
         scale[role] = max(scale.get(role, 0.0), float(np.max(np.abs(expected), initial=0.0)))
     result = {}
     for role, i, actual, expected in arrays:
-        error = np.max(np.abs(np.float64(actual) - np.float64(expected)), initial=0.0)
+        difference = np.asarray(actual, dtype=np.float64) - np.asarray(expected, dtype=np.float64)
+        error = np.max(np.abs(difference), initial=0.0)
         result[role, i] = float(error / scale[role]) if scale[role] > 0 else float(error)
     return result
 
