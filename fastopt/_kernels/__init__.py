@@ -14,7 +14,14 @@ import importlib.util
 import os
 from types import ModuleType
 
-from . import baseline
+try:
+    from . import baseline
+except ImportError as error:  # a source tree without built kernels, most often
+    raise ImportError(
+        f"fastopt's compiled kernels could not be imported from {__path__[0]} ({error}). In a "
+        "source checkout that has not been built, install fastopt (pip install .) and run from "
+        "outside the checkout, or build in place (python setup.py build_ext --inplace)."
+    ) from error
 
 
 def built_variants() -> tuple[str, ...]:
