@@ -84,6 +84,22 @@ def _sample(fn: Callable[[], Any], budget: float) -> float:
     return (time.perf_counter() - start) / calls
 
 
+def _rounds(contenders: dict[Any, Callable[[], Any]], rounds: int,
+            budget: float) -> dict[Any, list[float]]:
+    """Seconds per call of each contender, one sample per round. The contenders run back to
+    back in every round, so a machine that slows down for a while slows all of them alike."""
+    times: dict[Any, list[float]] = {key: [] for key in contenders}
+    for _ in range(rounds):
+        for key, fn in contenders.items():
+            times[key].append(_sample(fn, budget))
+    return times
+
+
+def _ratio(times: dict[Any, list[float]], key: Any, base: Any) -> float:
+    """Median over rounds of ``key``'s time / ``base``'s time in the same round."""
+    return float(np.median(np.array(times[key]) / np.array(times[base])))
+
+
 def _torch_step(name: str, param: np.ndarray, grad: np.ndarray) -> tuple[Callable[[], Any], str] | None:
     try:
         import torch
@@ -137,13 +153,10 @@ def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) 
     }
     if torch_step is not None:
         contenders["torch"] = torch_step[0]
-    times: dict[str, list[float]] = {key: [] for key in contenders}
-    for _ in range(rounds):
-        for key, fn in contenders.items():
-            times[key].append(_sample(fn, budget))
+    times = _rounds(contenders, rounds, budget)
 
     def ratio(key: str) -> float:
-        return float(np.median(np.array(times[key]) / np.array(times["fastopt"])))
+        return _ratio(times, key, "fastopt")
 
     t = {key: float(np.median(v)) for key, v in times.items()}
     nbytes = (reads + writes) * np.dtype(dtype).itemsize * size
@@ -218,12 +231,8 @@ def run_model(name: str, rounds: int, budget: float) -> ModelResult:
         contenders["torch"] = getattr(torch.optim, name)(tensors, **options, fused=True).step
     except (ImportError, RuntimeError, TypeError, ValueError):
         pass
-    times: dict[str, list[float]] = {key: [] for key in contenders}
-    for _ in range(rounds):
-        for key, fn in contenders.items():
-            times[key].append(_sample(fn, budget))
-    ratio = {key: float(np.median(np.array(v) / np.array(times["fastopt"])))
-             for key, v in times.items()}
+    times = _rounds(contenders, rounds, budget)
+    ratio = {key: _ratio(times, key, "fastopt") for key in times}
     t = {key: float(np.median(v)) for key, v in times.items()}
     return ModelResult(
         optimizer=name, tensors=len(shapes), elements=sum(int(np.prod(s)) for s in shapes),
@@ -263,7 +272,12 @@ def format_table(results: list[Result]) -> str:
             f"{r.speedup_torch:.1f}x" if r.speedup_torch is not None else "-",
             r.torch_path or "-", f"{r.max_rel_deviation:.1e}",
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return _align(rows)
+
+
+def _align(rows: list[tuple[str, ...]]) -> str:
+    """Right-aligned columns, the first row a header underlined with dashes."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
