@@ -1,0 +1,149 @@
+"""A torch CPU training step with ``fastopt.torch`` against ``torch.optim``'s three CPU paths.
+
+The model is a stack of ``nn.Linear`` layers with biases and ReLUs between them, trained on one
+small batch so that the optimizer step is a large share of the step: by default 50 layers of
+448×448 (100 float32 tensors, ~10^7 parameters), batch 16. For each optimizer it times, round by
+round,
+
+- ``step``: the optimizer step alone (gradients from one backward pass, then ``opt.step()``
+  again and again);
+- ``training``: a whole training step (``zero_grad``, forward, loss, backward, ``step``);
+
+with ``fastopt.torch.<name>`` and with ``torch.optim.<name>`` on its default for-loop
+(``foreach=False``), ``foreach=True`` and ``fused=True`` (torch has a fused CPU kernel for some
+optimizers only: ``None`` / '-' for the others). Each contender trains its own copy of the same
+model. Ratios are torch time / fastopt time, medians of per-round ratios.
+
+Imported only where torch is installed; fastopt itself never needs torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+import fastopt
+import fastopt.torch
+from fastopt.bench import OPTIONS, _align, _ratio, _rounds, _time
+
+# torch.optim's CPU paths, by the name the tables use.
+TORCH_PATHS: dict[str, dict[str, bool]] = {
+    "default": {"foreach": False},  # torch's CPU default: a Python loop over the tensors
+    "foreach": {"foreach": True},
+    "fused": {"fused": True},
+}
+CASES = ("step", "training")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    width: int
+    batch: int
+
+    @property
+    def tensors(self) -> int:
+        return 2 * self.layers  # a weight and a bias each
+
+    @property
+    def parameters(self) -> int:
+        return self.layers * (self.width + 1) * self.width
+
+
+FULL = ModelShape(layers=50, width=448, batch=16)  # 100 tensors, 10,057,600 parameters
+QUICK = ModelShape(layers=4, width=160, batch=16)  # 8 tensors, 103,040 parameters
+
+
+@dataclass
+class TorchResult:
+    optimizer: str
+    case: str                         # "step" or "training" (see the module docstring)
+    layers: int
+    tensors: int
+    parameters: int
+    batch: int
+    fastopt_s: float
+    torch_s: dict[str, float | None]  # per TORCH_PATHS key; None where torch has no such path
+    speedup: dict[str, float | None]  # torch time / fastopt time
+
+
+def build_model(shape: ModelShape, seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for _ in range(shape.layers):
+        linear = nn.Linear(shape.width, shape.width)
+        # torch's default initialisation shrinks gradients ~6x per ReLU layer: 50 layers down
+        # they are ~1e-21 and their squares in the optimizers' state are float32 subnormals,
+        # whose slow arithmetic would be timed instead of the step. He initialisation keeps
+        # every layer's gradients near 0.1.
+        nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+        layers += [linear, nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def batch(shape: ModelShape, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape.batch, shape.width, generator=generator),
+            torch.randn(shape.batch, shape.width, generator=generator))
+
+
+def contender(name: str, impl: str, shape: ModelShape, x: torch.Tensor,
+              y: torch.Tensor) -> dict[str, Callable[[], None]] | None:
+    """A fresh model and optimizer (``impl``: "fastopt" or a ``TORCH_PATHS`` key) with its
+    gradients computed once, as ``{"step": ..., "training": ...}``; None where torch refuses
+    the path for this optimizer."""
+    model = build_model(shape)
+    options = OPTIONS.get(name, {})
+    if impl == "fastopt":
+        opt = getattr(fastopt.torch, name)(model.parameters(), **options)
+    else:
+        try:
+            opt = getattr(torch.optim, name)(model.parameters(), **options, **TORCH_PATHS[impl])
+        except (RuntimeError, TypeError, ValueError):  # e.g. no fused CPU kernel
+            return None
+
+    def training() -> None:
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+    # The first step also allocates the optimizer's state, which no timed call should pay.
+    training()
+    return {"step": opt.step, "training": training}
+
+
+def run_torch_model(name: str, shape: ModelShape, rounds: int, budget: float) -> list[TorchResult]:
+    """Both cases for one optimizer; the cases' contenders run back to back in every round."""
+    x, y = batch(shape)
+    impls = {impl: contender(name, impl, shape, x, y) for impl in ("fastopt", *TORCH_PATHS)}
+    fns = {(case, impl): calls[case] for case in CASES for impl, calls in impls.items() if calls}
+    times = _rounds(fns, rounds, budget)
+    return [TorchResult(
+        optimizer=name, case=case, layers=shape.layers, tensors=shape.tensors,
+        parameters=shape.parameters, batch=shape.batch,
+        fastopt_s=float(np.median(times[case, "fastopt"])),
+        torch_s={p: float(np.median(times[case, p])) if impls[p] else None for p in TORCH_PATHS},
+        speedup={p: _ratio(times, (case, p), (case, "fastopt")) if impls[p] else None
+                 for p in TORCH_PATHS},
+    ) for case in CASES]
+
+
+def format_torch_table(results: list[TorchResult]) -> str:
+    if not results:
+        return ""
+    r = results[0]
+    title = (f"torch training: {r.layers} Linear layers, {r.tensors} float32 tensors, "
+             f"{r.parameters:,} parameters, batch {r.batch}; torch {torch.get_num_threads()} "
+             f"threads, fastopt {fastopt.get_num_threads()}; ratios: torch / fastopt")
+    rows = [("optimizer", "case", "fastopt", *TORCH_PATHS, *(f"vs {p}" for p in TORCH_PATHS))]
+    for r in results:
+        rows.append((
+            r.optimizer, r.case, _time(r.fastopt_s),
+            *(_time(t) if t is not None else "-" for t in r.torch_s.values()),
+            *(f"{s:.2f}x" if s is not None else "-" for s in r.speedup.values()),
+        ))
+    return title + "\n" + _align(rows)
