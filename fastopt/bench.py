@@ -21,6 +21,7 @@ reference value (0 means bitwise equal).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -329,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: two small sizes")
     parser.add_argument("--no-model", dest="model", action="store_false",
                         help="skip the model-shaped step (200 tensors, ~2e6 parameters)")
+    parser.add_argument("--no-torch-model", dest="torch_model", action="store_false",
+                        help="skip the torch training step (50 Linear layers, ~1e7 parameters; "
+                             "with --quick 4 layers, ~1e5), on when torch is installed")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-': stdout)")
     parser.add_argument("--plot", metavar="PNG", help="also plot Gelem/s against size (matplotlib)")
     args = parser.parse_args(argv)
@@ -358,13 +362,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model-shaped {name} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
                   flush=True)
             models.append(run_model(name, rounds, args.budget))
+    trainings = []
+    if args.torch_model and importlib.util.find_spec("torch") is not None:
+        from . import bench_torch
+
+        shape = bench_torch.QUICK if args.quick else bench_torch.FULL
+        for name in args.optimizers:
+            print(f"torch training {name} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
+                  flush=True)
+            trainings += bench_torch.run_torch_model(name, shape, rounds, args.budget)
     print(format_table(results))
     if models:
         print()
         print(format_model_table(models))
+    if trainings:
+        print()
+        print(bench_torch.format_torch_table(trainings))
     if args.json:
         payload = json.dumps({"config": config, "results": [asdict(r) for r in results],
-                              "model": [asdict(m) for m in models]}, indent=1)
+                              "model": [asdict(m) for m in models],
+                              "torch_model": [asdict(t) for t in trainings]}, indent=1)
         if args.json == "-":
             print(payload)
         else:
