@@ -12,6 +12,10 @@ For each optimizer, dtype and size it times, in one run and round by round:
   bytes faster on this machine, so ``probe time / step time`` is the fraction of the
   roofline reached.
 
+With torch installed it also times a torch CPU training step, the optimizer step alone and the
+whole step, with ``fastopt.torch`` against ``torch.optim``'s three CPU paths
+(``fastopt.bench_torch``).
+
 Ratios are medians of per-round ratios (the contenders run back to back in each round), so a
 machine that slows down for a while slows all of them alike. A correctness column gives the
 largest deviation of fastopt from the reference after a few steps, relative to the largest
@@ -327,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="fastopt threads (default: all)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per case (median taken)")
     parser.add_argument("--budget", type=float, default=0.02, help="seconds per timing sample")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: two small sizes")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: two small sizes, no model-shaped "
+                        "step, a 4-layer torch model")
     parser.add_argument("--no-model", dest="model", action="store_false",
                         help="skip the model-shaped step (200 tensors, ~2e6 parameters)")
     parser.add_argument("--no-torch-model", dest="torch_model", action="store_false",
