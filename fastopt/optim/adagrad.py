@@ -56,8 +56,10 @@ class Adagrad(Optimizer):
                         -grad_scale if maximize else grad_scale)
 
     # torch creates Adagrad's state with the optimizer, not at the first step.
-    def _roles_at_construction(self, hyper: Hyper) -> tuple[str, ...]:
-        return self.roles
+    @classmethod
+    def roles_at_construction(cls, hyper: Hyper) -> tuple[str, ...]:
+        return cls.roles
 
-    def _initial_value(self, role: str, group: dict[str, Any]) -> float:
+    @classmethod
+    def initial_value(cls, role: str, group: dict[str, Any]) -> float:
         return float(group["initial_accumulator_value"])

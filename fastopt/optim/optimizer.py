@@ -48,6 +48,38 @@ class GroupScalar:
         return _checks.representable(name, value, self.dtype, self.low, self.high)
 
 
+class HyperMemo:
+    """A rule's ``check_group(group)`` and the roles it uses, per group, remembered while the
+    group's values stay those last checked (a step checks every group, and schedules change
+    values between steps).
+
+    Only hashable (immutable) values are remembered, and by identity: a list changed in
+    place, or a new value equal to the old, is checked again.
+    """
+
+    def __init__(self, rule: type[Optimizer], keys: tuple[str, ...]) -> None:
+        self.rule = rule
+        self.keys = keys
+        # group -> (its raw hyper-parameter values, (validated hyper, roles used))
+        self.memo: dict[int, tuple[tuple, tuple[Hyper, tuple[str, ...]]]] = {}
+
+    def __call__(self, g: int, group: dict[str, Any]) -> tuple[Hyper, tuple[str, ...]]:
+        values = tuple([group[key] for key in self.keys])
+        checked = self.memo.get(g)
+        # Identity, not equality: 1 == 1.0 == True, but a bool is no learning rate.
+        if checked is not None and all(map(is_, values, checked[0])):
+            return checked[1]
+        hyper = self.rule.check_group(group)
+        result = hyper, self.rule.roles_used(hyper)
+        try:
+            hash(values)
+        except TypeError:
+            self.memo.pop(g, None)
+        else:
+            self.memo[g] = (values, result)
+        return result
+
+
 class Optimizer:
     """Base class of fastopt's optimizers (torch.optim's interface over NumPy arrays).
 
@@ -68,8 +100,7 @@ class Optimizer:
         self._views: dict[str, list[np.ndarray]] = {}  # role -> one view per parameter
         self._grad_views: list[np.ndarray] | None = None
         self._steps: list[int] = []  # per group
-        # group -> (its raw hyper-parameter values, (validated hyper, roles used))
-        self._checked: dict[int, tuple[tuple, tuple[Hyper, tuple[str, ...]]]] = {}
+        self._hyper = HyperMemo(type(self), tuple(self.defaults))
         self._scalars: list[Scalars] = []  # per group
         self._live: list[set[str]] = []  # per group: roles that hold state
         if isinstance(params, np.ndarray) or isinstance(params, dict):
@@ -120,15 +151,20 @@ class Optimizer:
     def initial_scalars(cls) -> Scalars:
         return {name: spec.start() for name, spec in cls.scalars.items()}
 
-    def _normalise(self, group: dict[str, Any], hyper: Hyper) -> None:
+    @classmethod
+    def normalise(cls, group: dict[str, Any], hyper: Hyper) -> None:
         """Store validated values in their canonical form (a new or loaded group only)."""
         if "betas" in group:  # a tuple of floats, as torch stores it, whatever was passed
             group["betas"] = tuple(float(beta) for beta in group["betas"])
 
-    def _initial_value(self, role: str, group: dict[str, Any]) -> float:
+    @classmethod
+    def initial_value(cls, role: str, group: dict[str, Any]) -> float:
+        """The value state role ``role`` starts from in ``group``."""
         return 0.0
 
-    def _roles_at_construction(self, hyper: Hyper) -> tuple[str, ...]:
+    @classmethod
+    def roles_at_construction(cls, hyper: Hyper) -> tuple[str, ...]:
+        """The state roles a group holds from its construction on, before any step."""
         return ()
 
     # ----------------------------------------------------------------- groups and buffers
@@ -167,7 +203,7 @@ class Optimizer:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
             group["params"] = arrays
-            self._normalise(group, self.check_group(group))
+            self.normalise(group, self.check_group(group))
             groups.append(group)
         overlap = first_overlap(params)
         if overlap is not None:
@@ -181,7 +217,7 @@ class Optimizer:
             self._steps.append(0)
             self._scalars.append(self.initial_scalars())
             self._live.append(set())
-            self._ensure_roles(len(self._steps) - 1, self._roles_at_construction(self.check_group(group)))
+            self._ensure_roles(len(self._steps) - 1, self.roles_at_construction(self.check_group(group)))
 
     def _rebuild(self, groups: list[dict[str, Any]]) -> None:
         """Lay out ``groups``; move existing state and gradients into the new buffers."""
@@ -227,7 +263,7 @@ class Optimizer:
             if role not in self._buffers:
                 self._allocate(role)
                 self._guard = kernels.MemoryGuard(self._params + list(self._buffers.values()))
-            value = self._initial_value(role, self.param_groups[g])
+            value = self.initial_value(role, self.param_groups[g])
             for view in self._group_views(role, g):
                 view.fill(value)
             self._live[g].add(role)
@@ -292,28 +328,6 @@ class Optimizer:
             self.apply(table, hyper, steps[g], fresh, scalars[g], grad_scale)
         return norm
 
-    def _hyper(self, g: int, group: dict[str, Any]) -> tuple[Hyper, tuple[str, ...]]:
-        """``check_group(group)`` and the roles it uses, remembered while the group's values
-        stay those last checked.
-
-        Only hashable (immutable) values are remembered, and by identity: a list changed in
-        place, or a new value equal to the old, is checked again.
-        """
-        values = tuple([group[key] for key in self.defaults])
-        checked = self._checked.get(g)
-        # Identity, not equality: 1 == 1.0 == True, but a bool is no learning rate.
-        if checked is not None and all(map(is_, values, checked[0])):
-            return checked[1]
-        hyper = self.check_group(group)
-        result = hyper, self.roles_used(hyper)
-        try:
-            hash(values)
-        except TypeError:
-            self._checked.pop(g, None)
-        else:
-            self._checked[g] = (values, result)
-        return result
-
     # ----------------------------------------------------------------- state dicts
     def state_dict(self) -> dict[str, Any]:
         """torch's layout: ``{"state": {index: {...}}, "param_groups": [{..., "params": [...]}]}``.
@@ -346,7 +360,7 @@ class Optimizer:
         self.param_groups = groups
         for g, (group, (step, scalars, arrays)) in enumerate(zip(groups, plans)):
             self._live[g] = set()
-            self._ensure_roles(g, (*arrays, *self._roles_at_construction(self.check_group(group))))
+            self._ensure_roles(g, (*arrays, *self.roles_at_construction(self.check_group(group))))
             for role, sources in arrays.items():
                 for view, source in zip(self._group_views(role, g), sources):
                     view[...] = source
@@ -382,7 +396,7 @@ class Optimizer:
                 raise ValueError(f"{where}: missing hyper-parameters {sorted(missing)}")
             group = dict(saved)
             hyper = self.check_group(group)
-            self._normalise(group, hyper)
+            self.normalise(group, hyper)
             entries = []
             for k, index in enumerate(saved["params"]):
                 if index in seen:
