@@ -3,7 +3,7 @@ fused paths: the optimizer step alone and the whole step (zero_grad, forward, ba
 
     pytest bench/test_torch_training.py --benchmark-only
 
-The model (``fastopt.bench_torch.FULL``): 50 Linear layers of 448×448 with biases and ReLUs,
+The model (``fastopt.bench_torch.FULL``): 50 Linear layers of 448×448 with biases and leaky ReLUs,
 100 float32 tensors, ~10^7 parameters, batch 16. Each case trains a fresh copy of it.
 """
 

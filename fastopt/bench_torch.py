@@ -1,8 +1,9 @@
 """A torch CPU training step with ``fastopt.torch`` against ``torch.optim``'s three CPU paths.
 
-The model is a stack of ``nn.Linear`` layers with biases and ReLUs between them, trained on one
-small batch so that the optimizer step is a large share of the step: by default 50 layers of
-448×448 (100 float32 tensors, ~10^7 parameters), batch 16. For each optimizer it times, round by
+The model is a stack of ``nn.Linear`` layers with biases and leaky ReLUs between them, trained
+on one small batch so that the optimizer step is a large share of the step: by default 50 layers
+of 448×448 (100 float32 tensors, ~10^7 parameters), batch 16, every optimizer at ``lr=1e-6``
+(``LR`` below says why). For each optimizer it times, round by
 round,
 
 - ``step``: the optimizer step alone (gradients from one backward pass, then ``opt.step()``
@@ -37,6 +38,14 @@ TORCH_PATHS: dict[str, dict[str, bool]] = {
     "fused": {"fused": True},
 }
 CASES = ("step", "training")
+# The learning rate of every contender (the other hyper-parameters are OPTIONS'), small enough
+# that no number in the model or the state becomes NaN, infinite or subnormal over thousands of
+# timed steps. A step's cost does not depend on lr, but it does on such numbers: at the usual
+# rates a step repeated with a fixed gradient walks the weights away and the next forward pass
+# overflows (Adam, SGD, RMSprop within a hundred steps), and RMSprop's own training of 50
+# layers reaches NaN.
+LR = 1e-6
+NEGATIVE_SLOPE = 0.01
 
 
 @dataclass(frozen=True)
@@ -76,12 +85,14 @@ def build_model(shape: ModelShape, seed: int = 0) -> nn.Sequential:
     layers: list[nn.Module] = []
     for _ in range(shape.layers):
         linear = nn.Linear(shape.width, shape.width)
-        # torch's default initialisation shrinks gradients ~6x per ReLU layer: 50 layers down
-        # they are ~1e-21 and their squares in the optimizers' state are float32 subnormals,
-        # whose slow arithmetic would be timed instead of the step. He initialisation keeps
-        # every layer's gradients near 0.1.
-        nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
-        layers += [linear, nn.ReLU()]
+        # torch's default initialisation shrinks gradients ~6x per layer: 50 layers down they
+        # are ~1e-21 and their squares in the optimizers' state are float32 subnormals, whose
+        # slow arithmetic would be timed instead of the step. He initialisation keeps every
+        # layer's gradients near 0.1. A leaky ReLU rather than a ReLU: a unit dead on the whole
+        # batch gives exact zero gradients, and the momentum of those weights decays through
+        # subnormals.
+        nn.init.kaiming_normal_(linear.weight, a=NEGATIVE_SLOPE, nonlinearity="leaky_relu")
+        layers += [linear, nn.LeakyReLU(NEGATIVE_SLOPE)]
     return nn.Sequential(*layers[:-1])
 
 
@@ -97,7 +108,7 @@ def contender(name: str, impl: str, shape: ModelShape, x: torch.Tensor,
     gradients computed once, as ``{"step": ..., "training": ...}``; None where torch refuses
     the path for this optimizer."""
     model = build_model(shape)
-    options = OPTIONS.get(name, {})
+    options = {**OPTIONS.get(name, {}), "lr": LR}
     if impl == "fastopt":
         opt = getattr(fastopt.torch, name)(model.parameters(), **options)
     else:
