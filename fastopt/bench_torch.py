@@ -3,8 +3,7 @@
 The model is a stack of ``nn.Linear`` layers with biases and leaky ReLUs between them, trained
 on one small batch so that the optimizer step is a large share of the step: by default 50 layers
 of 448×448 (100 float32 tensors, ~10^7 parameters), batch 16, every optimizer at ``lr=1e-6``
-(``LR`` below says why). For each optimizer it times, round by
-round,
+(``LR`` below says why). For each optimizer it times, round by round,
 
 - ``step``: the optimizer step alone (gradients from one backward pass, then ``opt.step()``
   again and again);
@@ -75,6 +74,8 @@ class TorchResult:
     tensors: int
     parameters: int
     batch: int
+    torch_version: str
+    torch_threads: int                # torch.get_num_threads(); fastopt's are in the config
     fastopt_s: float
     torch_s: dict[str, float | None]  # per TORCH_PATHS key; None where torch has no such path
     speedup: dict[str, float | None]  # torch time / fastopt time
@@ -135,7 +136,8 @@ def run_torch_model(name: str, shape: ModelShape, rounds: int, budget: float) ->
     times = _rounds(fns, rounds, budget)
     return [TorchResult(
         optimizer=name, case=case, layers=shape.layers, tensors=shape.tensors,
-        parameters=shape.parameters, batch=shape.batch,
+        parameters=shape.parameters, batch=shape.batch, torch_version=torch.__version__,
+        torch_threads=torch.get_num_threads(),
         fastopt_s=float(np.median(times[case, "fastopt"])),
         torch_s={p: float(np.median(times[case, p])) if impls[p] else None for p in TORCH_PATHS},
         speedup={p: _ratio(times, (case, p), (case, "fastopt")) if impls[p] else None
@@ -148,8 +150,9 @@ def format_torch_table(results: list[TorchResult]) -> str:
         return ""
     r = results[0]
     title = (f"torch training: {r.layers} Linear layers, {r.tensors} float32 tensors, "
-             f"{r.parameters:,} parameters, batch {r.batch}; torch {torch.get_num_threads()} "
-             f"threads, fastopt {fastopt.get_num_threads()}; ratios: torch / fastopt")
+             f"{r.parameters:,} parameters, batch {r.batch}; torch {r.torch_version}, "
+             f"{r.torch_threads} threads, fastopt {fastopt.get_num_threads()}; "
+             "ratios: torch / fastopt")
     rows = [("optimizer", "case", "fastopt", *TORCH_PATHS, *(f"vs {p}" for p in TORCH_PATHS))]
     for r in results:
         rows.append((

@@ -42,20 +42,22 @@ def _quick(tmp_path, *extra):
 
 
 def test_bench_cli_torch_model(tmp_path):
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     from fastopt import bench_torch
 
-    proc, payload = _quick(tmp_path)
+    proc, payload = _quick(tmp_path, "--threads", "1")
     assert "torch training Adam" in proc.stderr
     shape = bench_torch.QUICK
     assert f"torch training: {shape.layers} Linear layers" in proc.stdout
     assert "vs default  vs foreach  vs fused" in proc.stdout
+    assert payload["config"]["threads"] == 1
     trainings = payload["torch_model"]
     assert [(t["optimizer"], t["case"]) for t in trainings] == [
         ("Adam", "step"), ("Adam", "training"), ("SGD", "step"), ("SGD", "training")]
     for t in trainings:
         assert (t["layers"], t["tensors"], t["parameters"], t["batch"]) == (
             shape.layers, shape.tensors, shape.parameters, shape.batch)
+        assert (t["torch_version"], t["torch_threads"]) == (torch.__version__, 1)  # --threads
         assert t["fastopt_s"] > 0
         # Adam and SGD have all three torch paths on the CPU, fused included.
         assert set(t["torch_s"]) == set(t["speedup"]) == set(bench_torch.TORCH_PATHS)
