@@ -49,7 +49,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as error:  # fastopt itself does not need torch; this module does
+    raise ImportError("fastopt.torch needs PyTorch (pip install torch)") from error
 
 from . import _checks, optim
 from ._kernels import kernels
