@@ -49,7 +49,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as error:  # fastopt itself does not need torch; this module does
+    raise ImportError("fastopt.torch needs PyTorch (pip install torch)") from error
 
 from . import _checks, optim
 from ._kernels import kernels
@@ -104,6 +108,30 @@ def _check_param(name: str, p: torch.Tensor) -> None:
         raise ValueError(f"{name}: sparse gradients are not supported, got a {p.grad.layout} .grad")
 
 
+def _place(chosen: list[list[tuple[int, torch.Tensor]]]) -> tuple[list, list, dict]:
+    """The layout: each group's parameters of one dtype consecutive (one segment), each such
+    run starting on a cache line. Returns (group, index, parameter, start) per parameter,
+    (group, dtype, start, stop) per run, and each dtype's buffer size, in elements."""
+    sizes: dict[torch.dtype, int] = {}
+    places, spans = [], []
+    for g, members in enumerate(chosen):
+        for dtype in dict.fromkeys(p.dtype for _, p in members):
+            align = ALIGNMENT // np.dtype(_NUMPY_DTYPES[dtype]).itemsize
+            start = stop = -(-sizes.get(dtype, 0) // align) * align
+            for i, p in members:
+                if p.dtype == dtype:
+                    places.append((g, i, p, stop))
+                    stop += p.numel()
+            spans.append((g, dtype, start, stop))
+            sizes[dtype] = stop
+    return places, spans, sizes
+
+
+def _view(flat: torch.Tensor, p: torch.Tensor, start: int) -> torch.Tensor:
+    """``p``'s place in ``flat``: its shape and strides, from element ``start`` on."""
+    return flat.as_strided(p.shape, p.stride(), start)
+
+
 class _Flat:
     """One dtype's flat buffers: parameters, gradients and one per state role, alike laid out."""
 
@@ -130,9 +158,10 @@ class _Slot:
     __slots__ = ("param", "index", "group", "flat", "start", "stop", "grad", "address",
                  "received", "active", "status", "handle")
 
-    def __init__(self, param: torch.Tensor, received: bool, status: tuple) -> None:
+    def __init__(self, param: torch.Tensor, status: tuple) -> None:
         self.param = param
-        self.received = received  # a gradient arrived since the last zero_grad()
+        self.grad = None  # the view of the flat gradient buffer, once packed
+        self.received = False  # torch's .grad would not be None: a gradient arrived
         self.status = status  # (step count, scalar state values, roles that hold state)
         self.handle = param.register_post_accumulate_grad_hook(self._mark)
 
@@ -141,7 +170,7 @@ class _Slot:
 
     def view(self, flat: torch.Tensor) -> torch.Tensor:
         """This parameter's slice of ``flat``, shaped and strided like the parameter."""
-        return flat.as_strided(self.param.shape, self.param.stride(), self.start)
+        return _view(flat, self.param, self.start)
 
     def segment(self, flat: np.ndarray) -> np.ndarray:
         return flat[self.start : self.stop]
@@ -200,7 +229,6 @@ class Optimizer(torch.optim.Optimizer):
         self._runs: list[_Run] = []
         self._flats: dict[torch.dtype, _Flat] = {}
         self._frozen: list[torch.Tensor] = []  # parameters left unpacked (no gradient yet)
-        self._guard = None
         self._finalizer = weakref.finalize(self, _remove_hooks, self._slots)
         if isinstance(params, torch.Tensor):
             raise TypeError("params: expected an iterable of tensors or of parameter-group "
@@ -226,8 +254,6 @@ class Optimizer(torch.optim.Optimizer):
             if bound.pop(switch, False):
                 raise ValueError(f"{switch}: fastopt.torch supports only {switch}=False")
         return cls.rule([np.zeros(1)], **bound).defaults
-
-
     # ----------------------------------------------------------------- groups and packing
     def _add_group(self, group: dict[str, Any]) -> None:
         """torch's checks and defaults for a new group, then the rule's: the group is appended
@@ -258,6 +284,58 @@ class Optimizer(torch.optim.Optimizer):
         buffers filled, before any parameter or slot changes.
         """
         slots = {id(slot.param): slot for slot in self._slots}
+        chosen, frozen = self._choose(slots, extra)
+        hyper = [self.rule.check_group(group) for group in self.param_groups]
+        places, spans, sizes = _place(chosen)
+        flats = {dtype: _Flat(dtype, size) for dtype, size in sizes.items()}
+        for dtype, flat in flats.items():
+            for role in getattr(self._flats.get(dtype), "state", ()):
+                flat.add_role(role)
+        with torch.no_grad():
+            for _, _, p, start in places:
+                flat, old = flats[p.dtype], slots.get(id(p))
+                _view(flat.params, p, start).copy_(p)
+                if p.grad is not None:
+                    _view(flat.grads, p, start).copy_(p.grad)
+                for role, buffer in flat.state.items():
+                    if old is not None:
+                        _view(buffer, p, start).copy_(old.view(old.flat.state[role]))
+
+        # Nothing above changed the optimizer or a parameter; from here on nothing can fail.
+        initial = (0, tuple(self.rule.initial_scalars().values()), _NOTHING)
+        with torch.no_grad():
+            for g, i, p, start in places:
+                slot = slots.get(id(p)) or _Slot(p, initial)
+                flat = flats[p.dtype]
+                slot.index, slot.group, slot.flat = i, g, flat
+                slot.start, slot.stop = start, start + p.numel()
+                if p.grad is not slot.grad:  # None, or a tensor now copied in
+                    slot.received = p.grad is not None
+                p.data = _view(flat.params, p, start)
+                slot.grad = p.grad = _view(flat.grads, p, start)
+                slot.address = p.data_ptr()
+                slots[id(p)] = slot
+        for flat in flats.values():
+            _FLAT_STORAGES[flat.params.untyped_storage().data_ptr()] = flat.params
+        self._slots[:] = [slots[id(p)] for _, _, p, _ in places]  # the list the finaliser holds
+        self._flats, self._frozen, self._runs = flats, frozen, []
+        for g, dtype, start, stop in spans:
+            members = [s for s in self._slots if s.group == g and s.flat is flats[dtype]]
+            run = _Run(g, flats[dtype], members, start, stop)
+            run.point_state(self.rule)
+            self._runs.append(run)
+        self._refresh_guard()
+        for run in self._runs:  # state that torch creates with the optimizer (Adagrad's)
+            new = [s for s in run.slots if s.status is initial]
+            roles = self.rule.roles_at_construction(hyper[run.group])
+            if new and roles:
+                status = (0, initial[1], self._ensure(run, new, roles))
+                for slot in new:
+                    slot.status = status
+            run.uniform = len({s.status for s in run.slots}) == 1
+
+    def _choose(self, slots: dict[int, _Slot], extra: frozenset[int]) -> tuple[list, list]:
+        """The parameters to pack, checked, as (index, parameter) per group; those left out."""
         chosen: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.param_groups]
         frozen: list[torch.Tensor] = []
         seen: dict[int, int] = {}
@@ -281,78 +359,7 @@ class Optimizer(torch.optim.Optimizer):
                 else:
                     frozen.append(p)
                 index += 1
-
-        # Each group's parameters of one dtype are consecutive (one segment); runs start on
-        # a cache line.
-        sizes: dict[torch.dtype, int] = {}
-        places: list[tuple[int, int, torch.Tensor, int]] = []  # (group, index, param, start)
-        spans: list[tuple[int, torch.dtype, int, int]] = []  # (group, dtype, start, stop)
-        for g, members in enumerate(chosen):
-            for dtype in dict.fromkeys(p.dtype for _, p in members):
-                align = ALIGNMENT // np.dtype(_NUMPY_DTYPES[dtype]).itemsize
-                start = stop = -(-sizes.get(dtype, 0) // align) * align
-                for i, p in members:
-                    if p.dtype == dtype:
-                        places.append((g, i, p, stop))
-                        stop += p.numel()
-                spans.append((g, dtype, start, stop))
-                sizes[dtype] = stop
-        flats = {dtype: _Flat(dtype, size) for dtype, size in sizes.items()}
-        for dtype, flat in flats.items():
-            for role in getattr(self._flats.get(dtype), "state", ()):
-                flat.add_role(role)
-
-        def view(flat: torch.Tensor, p: torch.Tensor, start: int) -> torch.Tensor:
-            return flat.as_strided(p.shape, p.stride(), start)
-
-        with torch.no_grad():
-            for _, _, p, start in places:
-                flat = flats[p.dtype]
-                view(flat.params, p, start).copy_(p)
-                if p.grad is not None:
-                    view(flat.grads, p, start).copy_(p.grad)
-                old = slots.get(id(p))
-                for role, buffer in flat.state.items():
-                    if old is not None:
-                        view(buffer, p, start).copy_(old.view(old.flat.state[role]))
-
-        # Nothing above changed the optimizer or a parameter; from here on nothing can fail.
-        hyper = [self.rule.check_group(group) for group in self.param_groups]
-        initial = tuple(self.rule.initial_scalars().values())
-        new_slots, fresh_slots = [], []
-        with torch.no_grad():
-            for g, i, p, start in places:
-                flat = flats[p.dtype]
-                slot = slots.get(id(p))
-                if slot is None:
-                    slot = _Slot(p, p.grad is not None, (0, initial, _NOTHING))
-                    fresh_slots.append(slot)
-                slot.index, slot.group, slot.flat = i, g, flat
-                slot.start, slot.stop = start, start + p.numel()
-                p.data = view(flat.params, p, start)
-                slot.grad = p.grad = view(flat.grads, p, start)
-                slot.address = p.data_ptr()
-                new_slots.append(slot)
-        for flat in flats.values():
-            _FLAT_STORAGES[flat.params.untyped_storage().data_ptr()] = flat.params
-        self._slots[:] = new_slots  # the same list: the finaliser removes these slots' hooks
-        self._flats = flats
-        self._frozen = frozen
-        self._runs = []
-        for g, dtype, start, stop in spans:
-            run = _Run(g, flats[dtype], [s for s in new_slots if s.group == g and s.flat is flats[dtype]],
-                       start, stop)
-            run.point_state(self.rule)
-            self._runs.append(run)
-        self._refresh_guard()
-        for run in self._runs:
-            new = [s for s in run.slots if s in fresh_slots]
-            roles = self.rule.roles_at_construction(hyper[run.group])
-            if new and roles:
-                fresh = self._ensure(run, new, roles)
-                for slot in new:
-                    slot.status = (0, initial, fresh)
-            run.uniform = len({s.status for s in run.slots}) == 1
+        return chosen, frozen
 
     def _refresh_guard(self) -> None:
         """The memory a gradient must not share: parameters and state."""

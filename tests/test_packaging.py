@@ -94,3 +94,14 @@ def test_stub_matches_compiled_module(module_name):
         elif callable(obj):
             assert isinstance(node, ast.FunctionDef), name
             assert _params(node) == list(inspect.signature(obj).parameters), name
+
+
+def test_torch_is_needed_only_by_fastopt_torch(tmp_path):
+    """Without torch, fastopt imports and fastopt.torch says what it needs."""
+    code = ("import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+            "import fastopt, fastopt.optim, fastopt.lr_scheduler, fastopt.bench\n"
+            "try:\n    import fastopt.torch\nexcept ImportError as e:\n    print(e)\n")
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE.parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, check=True).stdout
+    assert "fastopt.torch needs PyTorch" in out
