@@ -58,10 +58,9 @@ except ImportError as error:  # fastopt itself does not need torch; this module 
 from . import _checks, optim
 from ._kernels import kernels
 from .flat import ALIGNMENT, aligned_zeros
-from .optim.optimizer import HyperMemo
+from .optim.optimizer import _NOTHING, HyperMemo
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
-_NOTHING: frozenset[str] = frozenset()
 
 # Storages of flat parameter buffers, by address: parameters that live in one of them were
 # packed by a fastopt.torch optimizer and may be packed again by another.
@@ -302,7 +301,7 @@ class Optimizer(torch.optim.Optimizer):
                         _view(buffer, p, start).copy_(old.view(old.flat.state[role]))
 
         # Nothing above changed the optimizer or a parameter; from here on nothing can fail.
-        initial = (0, tuple(self.rule.initial_scalars().values()), _NOTHING)
+        initial = self._initial_status()
         with torch.no_grad():
             for g, i, p, start in places:
                 slot = slots.get(id(p)) or _Slot(p, initial)
@@ -333,6 +332,11 @@ class Optimizer(torch.optim.Optimizer):
                 for slot in new:
                     slot.status = status
             run.uniform = len({s.status for s in run.slots}) == 1
+
+    def _initial_status(self) -> tuple:
+        """A parameter's status before its first step: no steps, scalars at their start, no
+        state."""
+        return 0, tuple(self.rule.initial_scalars().values()), _NOTHING
 
     def _choose(self, slots: dict[int, _Slot], extra: frozenset[int]) -> tuple[list, list]:
         """The parameters to pack, checked, as (index, parameter) per group; those left out."""
@@ -536,7 +540,7 @@ class Optimizer(torch.optim.Optimizer):
         for group, current in zip(groups, self.param_groups):
             group["params"] = current["params"]
         self.param_groups[:] = groups
-        initial = (0, tuple(self.rule.initial_scalars().values()), _NOTHING)
+        initial = self._initial_status()
         with torch.no_grad():
             for slot in self._slots:
                 entry = entries.get(id(slot.param))
