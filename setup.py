@@ -1,4 +1,5 @@
-"""Extension modules, compiler flags and the OpenMP probe; all metadata lives in pyproject.toml.
+"""Extension modules, compiler flags, the OpenMP probe and the rules' kernel glue (rendered
+from a Tempita template); all metadata lives in pyproject.toml.
 
 Environment switches:
   FASTOPT_OPENMP=0          build serial even where the compiler has OpenMP.
@@ -20,6 +21,7 @@ import tempfile
 import textwrap
 
 import numpy
+from Cython import Tempita
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -161,6 +163,28 @@ def accepts(compiler, flags) -> bool:
     return True
 
 
+KERNELS = os.path.join("fastopt", "_kernels")
+
+
+def render_rules():
+    """Write fastopt/_kernels/rules.pxi from rules.pxi.tp: one entry per rule kernel file in
+    rules/, with a reduction pass where the file defines ``<name>_reduce``."""
+    folder = os.path.join(KERNELS, "rules")
+    kernels = []
+    for file in sorted(os.listdir(folder)):
+        name, ext = os.path.splitext(file)
+        if ext == ".pxi":
+            with open(os.path.join(folder, file), encoding="utf-8") as f:
+                kernels.append((name, f"{name}_reduce(" in f.read()))
+    with open(os.path.join(KERNELS, "rules.pxi.tp"), encoding="utf-8") as f:
+        text = Tempita.sub(f.read(), kernels=kernels)
+    target = os.path.join(KERNELS, "rules.pxi")
+    if not os.path.exists(target) or open(target, encoding="utf-8").read() != text:
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+render_rules()
 extensions = [
     Extension(
         f"fastopt._kernels.{name}",

@@ -19,8 +19,10 @@ from . import functional, lr_scheduler, reference
 from ._version import __version__
 from .clip import clip_grad_norm_, clip_grad_value_, grad_norm
 from .flat import flatten
-from .optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RMSprop
+from .optim import OPTIMIZERS, Optimizer
 from .threads import OPENMP, get_num_threads, set_num_threads
+
+globals().update(OPTIMIZERS)
 
 
 def config() -> dict[str, Any]:
@@ -55,8 +57,7 @@ def show_config() -> None:
 
 
 __all__ = [
-    "__version__", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta",
-    "Adamax", "NAdam", "flatten", "functional", "reference", "lr_scheduler", "clip_grad_norm_",
-    "clip_grad_value_", "grad_norm", "get_num_threads", "set_num_threads", "config",
-    "show_config", "OPENMP",
+    "__version__", "Optimizer", *OPTIMIZERS, "flatten", "functional", "reference",
+    "lr_scheduler", "clip_grad_norm_", "clip_grad_value_", "grad_norm", "get_num_threads",
+    "set_num_threads", "config", "show_config", "OPENMP",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import validation
 from ._kernels import kernels
 from .flat import first_overlap
 
@@ -47,7 +47,7 @@ def _tables(grads: Any, *, writable: bool) -> list[Any]:
     """One segment table per run of consecutive arrays of one dtype (order is kept)."""
     if not isinstance(grads, (list, tuple)):
         raise TypeError(f"grads: expected a list of arrays, got {type(grads).__name__}")
-    grads = [_checks.array(f"grads[{i}]", g, writable=writable) for i, g in enumerate(grads)]
+    grads = [validation.array(f"grads[{i}]", g, writable=writable) for i, g in enumerate(grads)]
     if writable:
         overlap = first_overlap(grads)
         if overlap is not None:
@@ -55,7 +55,7 @@ def _tables(grads: Any, *, writable: bool) -> list[Any]:
                 f"grads[{overlap[1]}]: expected memory of its own, got an array sharing memory "
                 f"with grads[{overlap[0]}] (it would be clipped twice)"
             )
-    return [kernels.SegmentTable(list(run)) for _, run in groupby(grads, key=lambda g: g.dtype)]
+    return [kernels.SegmentTable.of_arrays(list(run)) for _, run in groupby(grads, key=lambda g: g.dtype)]
 
 
 def grad_norm(grads: Sequence[np.ndarray], norm_type: float = 2.0) -> float:
@@ -76,9 +76,9 @@ def clip_grad_norm_(
     returns the norm before clipping. With ``error_if_nonfinite``, a NaN or infinite norm
     raises ``RuntimeError`` and leaves the gradients untouched.
     """
-    max_norm = _checks.real("max_norm", max_norm)
+    max_norm = validation.real("max_norm", max_norm)
     kind = norm_kind(norm_type)
-    error_if_nonfinite = _checks.flag("error_if_nonfinite", error_if_nonfinite)
+    error_if_nonfinite = validation.flag("error_if_nonfinite", error_if_nonfinite)
     tables = _tables(grads, writable=True)
     norm = total_norm(tables, kind, of_grads=False)
     if error_if_nonfinite and not math.isfinite(norm):
@@ -94,7 +94,7 @@ def clip_grad_norm_(
 
 def clip_grad_value_(grads: Sequence[np.ndarray], clip_value: float) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]`` in place (NaN stays)."""
-    clip_value = _checks.real("clip_value", clip_value)
+    clip_value = validation.real("clip_value", clip_value)
     for table in _tables(grads, writable=True):
         kernels.clamp(table, clip_value)
 

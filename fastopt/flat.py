@@ -26,19 +26,24 @@ def aligned_zeros(nbytes: int) -> np.ndarray:
     return raw[start : start + nbytes]
 
 
+def aligned_offsets(sizes: Sequence[int]) -> tuple[list[int], int]:
+    """Byte offsets of blocks of ``sizes`` bytes laid out one after another, each starting on a
+    64-byte boundary, and the bytes they span in all."""
+    offsets, end = [], 0
+    for size in sizes:
+        start = -(-end // ALIGNMENT) * ALIGNMENT
+        offsets.append(start)
+        end = start + size
+    return offsets, end
+
+
 class Layout:
     """Byte offsets of a sequence of arrays packed into one buffer, each 64-byte aligned."""
 
     def __init__(self, arrays: Sequence[np.ndarray]) -> None:
         self.shapes = [a.shape for a in arrays]
         self.dtypes = [a.dtype for a in arrays]
-        self.offsets = []
-        end = 0
-        for a in arrays:
-            start = -(-end // ALIGNMENT) * ALIGNMENT
-            self.offsets.append(start)
-            end = start + a.nbytes
-        self.nbytes = end
+        self.offsets, self.nbytes = aligned_offsets([a.nbytes for a in arrays])
 
     def views(self, buffer: np.ndarray) -> list[np.ndarray]:
         """Arrays shaped like the laid-out ones, viewing their slices of ``buffer`` (uint8)."""

@@ -388,8 +388,8 @@ def _adam_eps_inside_root(param, grad, state, *, step, lr, betas, eps, weight_de
     grad = -grad if maximize else grad
     if weight_decay != 0:
         grad = grad + weight_decay * param
-    exp_avg = reference._zeros_on_first_use(state, "exp_avg", param)
-    exp_avg_sq = reference._zeros_on_first_use(state, "exp_avg_sq", param)
+    exp_avg = reference.zeros_on_first_use(state, "exp_avg", param)
+    exp_avg_sq = reference.zeros_on_first_use(state, "exp_avg_sq", param)
     exp_avg *= beta1
     exp_avg += (1 - beta1) * grad
     exp_avg_sq *= beta2
@@ -403,8 +403,8 @@ def _adam_no_second_bias_correction(param, grad, state, *, step, lr, betas, eps,
     """Adam that forgets to divide √v by √(1 − β₂ᵗ)."""
     beta1, beta2 = betas
     grad = -grad if maximize else grad
-    exp_avg = reference._zeros_on_first_use(state, "exp_avg", param)
-    exp_avg_sq = reference._zeros_on_first_use(state, "exp_avg_sq", param)
+    exp_avg = reference.zeros_on_first_use(state, "exp_avg", param)
+    exp_avg_sq = reference.zeros_on_first_use(state, "exp_avg_sq", param)
     exp_avg *= beta1
     exp_avg += (1 - beta1) * grad
     exp_avg_sq *= beta2
@@ -437,11 +437,11 @@ def _rmsprop_momentum_before_division(param, grad, state, *, lr, alpha, eps, wei
                                       momentum, centered, maximize):
     """RMSprop with momentum that accumulates g and divides afterwards: p ← p − γ b / d."""
     grad = -grad if maximize else grad
-    square_avg = reference._zeros_on_first_use(state, "square_avg", param)
+    square_avg = reference.zeros_on_first_use(state, "square_avg", param)
     square_avg *= alpha
     square_avg += (1 - alpha) * grad * grad
     denom = np.sqrt(square_avg) + eps
-    momentum_buffer = reference._zeros_on_first_use(state, "momentum_buffer", param)
+    momentum_buffer = reference.zeros_on_first_use(state, "momentum_buffer", param)
     momentum_buffer *= momentum
     momentum_buffer += grad
     param -= lr * momentum_buffer / denom
@@ -455,7 +455,7 @@ def _l2_grad(param, grad, weight_decay, maximize):
 
 def _running_avg(state, key, param, value, beta):
     """state[key] ← β state[key] + (1 − β) value, from zeros (for the variants below)."""
-    avg = reference._zeros_on_first_use(state, key, param)
+    avg = reference.zeros_on_first_use(state, key, param)
     avg *= beta
     avg += (1 - beta) * value
     return avg
@@ -465,7 +465,7 @@ def _adadelta_eps_outside_roots(param, grad, state, *, lr, rho, eps, weight_deca
     """Adadelta with Δ = (√u + ε) / (√v + ε) · g, ε outside the roots as in Adam."""
     grad = _l2_grad(param, grad, weight_decay, maximize)
     square_avg = _running_avg(state, "square_avg", param, grad * grad, rho)
-    acc_delta = reference._zeros_on_first_use(state, "acc_delta", param)
+    acc_delta = reference.zeros_on_first_use(state, "acc_delta", param)
     delta = (np.sqrt(acc_delta) + eps) / (np.sqrt(square_avg) + eps) * grad
     _running_avg(state, "acc_delta", param, delta * delta, rho)
     param -= lr * delta
@@ -481,7 +481,7 @@ def _adamax_eps_outside_max(param, grad, state, *, step, lr, betas, eps, weight_
     beta1, beta2 = betas
     grad = _l2_grad(param, grad, weight_decay, maximize)
     exp_avg = _running_avg(state, "exp_avg", param, grad, beta1)
-    exp_inf = reference._zeros_on_first_use(state, "exp_inf", param)
+    exp_inf = reference.zeros_on_first_use(state, "exp_inf", param)
     exp_inf *= beta2
     np.maximum(exp_inf, np.abs(grad), out=exp_inf)
     param -= lr / (1 - beta1**step) * exp_avg / (exp_inf + eps)

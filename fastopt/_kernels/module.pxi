@@ -1,16 +1,15 @@
 # The body of every kernels module. Each SIMD variant (baseline.pyx, avx2.pyx, avx512.pyx) is
 # this same source compiled with its own -march; fastopt._kernels chooses one at import.
-"""Element-wise optimizer update kernels over tables of contiguous segments.
+"""Optimizer update kernels over tables of contiguous segments.
 
-The segment table and the parallel driver (``segments.pxi``), the thread policy
-(``threads.pxi``), element-wise pieces several rules share (``elementwise.pxi``), one chunk
-function per update rule (``sgd.pxi``, ``adagrad.pxi``, ``rmsprop.pxi``, ``adam.pxi``,
-``adadelta.pxi``, ``adamax.pxi``, ``nadam.pxi``), gradient norms and clipping (``norms.pxi``)
-and the roofline probe (``probe.pxi``). Each rule's chunk function is a plain loop over one
-piece of one segment, generic over float32/float64 through the fused type
-``floating``; the driver splits a whole parameter group into pieces and hands them to OpenMP
-threads in one parallel region. Per-step scalars arrive as C doubles, already computed by the
-caller; the kernels do only the element-wise work, in the dtype of the buffers.
+The segment table and the driver (``segments.pxi``): pieces, one parallel region, a
+deterministic reduction pass; the thread policy (``threads.pxi``); element-wise pieces several
+rules share (``elementwise.pxi``); each rule's kernel (``rules/<name>.pxi``, gathered with
+their glue in ``rules.pxi``, which setup.py generates); gradient norms and clipping
+(``norms.pxi``) and the roofline probe (``probe.pxi``). A rule's kernel is a plain loop over
+one piece, generic over float32/float64 through the fused type ``floating``; its arguments
+arrive as a C struct of doubles, already computed by the caller; the kernels do only the
+element-wise work, in the dtype of the buffers.
 """
 
 cimport numpy as cnp
@@ -21,12 +20,9 @@ include "platform.pxi"
 include "threads.pxi"
 include "segments.pxi"
 include "elementwise.pxi"
-include "sgd.pxi"
-include "adagrad.pxi"
-include "rmsprop.pxi"
-include "adam.pxi"
-include "adadelta.pxi"
-include "adamax.pxi"
-include "nadam.pxi"
+include "rules.pxi"
 include "norms.pxi"
 include "probe.pxi"
+
+# Storage type codes of SegmentTable, by NumPy dtype name.
+DTYPE_CODES = {"float32": FLOAT32, "float64": FLOAT64}

@@ -31,7 +31,7 @@ cdef inline void probe_loop(floating* p, const floating* g, floating** s, Py_ssi
 
 
 cdef void probe_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
-                      const void* args) noexcept nogil:
+                      const void* args, const double* segment) noexcept nogil:
     """p, s₁…sₖ ← p + g + s₁ + … + sₖ: every array read once, all but g written once."""
     cdef int nstate = (<const int*>args)[0]
     if nstate == 1:
@@ -50,11 +50,14 @@ def probe(list arrays):
     cdef SegmentTable table
     if not 1 <= nstate <= MAX_ROLES:
         raise ValueError(f"probe takes a parameter, a gradient and 1 to {MAX_ROLES} states")
-    table = SegmentTable([arrays[0]])
+    if any(a.dtype != arrays[0].dtype or a.shape != arrays[0].shape
+           or not a.flags.c_contiguous for a in arrays):
+        raise ValueError("probe takes C-contiguous arrays of one shape and dtype")
+    table = SegmentTable.of_arrays([arrays[0]])
     for role in range(nstate):
-        table.set_state(role, [arrays[2 + role]])
+        table.set_state(role, [<uintptr_t>cnp.PyArray_DATA(<cnp.ndarray?>arrays[2 + role])])
     table.bind_grads(arrays, 1, MemoryGuard([]))
     table.start_kernel(0)
     table.t.policy.serial_seconds = -1.0  # measure the raw team: no contention fallback
     with nogil:
-        drive(&table.t, probe_chunk[float], probe_chunk[double], &nstate)
+        drive(&table.t, probe_chunk[float], probe_chunk[double], &nstate, False)

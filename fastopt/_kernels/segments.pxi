@@ -1,4 +1,4 @@
-# The segment table of one parameter group and the parallel driver shared by every rule.
+# Segment tables and the driver every rule runs under: pieces, threads, the reduction pass.
 
 from cython.parallel cimport prange
 from libc.stdint cimport uintptr_t
@@ -16,61 +16,133 @@ cdef enum:
     PIECE = 4096
     # State arrays per rule at most (Adam with AMSGrad: exp_avg, exp_avg_sq, max_exp_avg_sq).
     MAX_ROLES = 4
+    # Values a rule's reduction pass keeps per segment at most (norms for LAMB's trust ratio).
+    MAX_REDUCED = 4
+    # Storage types of a table's buffers.
+    FLOAT32 = 0
+    FLOAT64 = 1
 
+# A rule's element-wise pass over one piece: n elements of the parameter, the gradient and
+# the state roles (state[r] NULL where role r is unused), the rule's argument struct, and the
+# values its reduction pass left for the piece's segment (NULL for a rule without one).
 ctypedef void (*chunk_f32)(float* p, const float* g, float** state, Py_ssize_t n,
-                           const void* args) noexcept nogil
+                           const void* args, const double* segment) noexcept nogil
 ctypedef void (*chunk_f64)(double* p, const double* g, double** state, Py_ssize_t n,
-                           const void* args) noexcept nogil
+                           const void* args, const double* segment) noexcept nogil
+# A reduction pass over one piece: adds its contributions to acc[0..reduced).
+ctypedef void (*reduce_f32)(const float* p, const float* g, float** state, Py_ssize_t n,
+                            const void* args, double* acc) noexcept nogil
+ctypedef void (*reduce_f64)(const double* p, const double* g, double** state, Py_ssize_t n,
+                            const void* args, double* acc) noexcept nogil
 
 ctypedef struct Table:
     Py_ssize_t nseg
     Py_ssize_t total
     Py_ssize_t npieces
     Py_ssize_t itemsize
+    int dtype                 # FLOAT32 or FLOAT64: parameters, gradients and state alike
     char** param
     const char** grad
     char** state              # MAX_ROLES rows of nseg pointers; NULL where a role is unused
     Py_ssize_t* length
     Py_ssize_t* piece_seg
     Py_ssize_t* piece_start
-    double* partial           # one reduction result per piece (gradient norms)
+    double* partial           # MAX_REDUCED values per piece: the reduction pass's partial sums
+    double* segment           # MAX_REDUCED values per segment, combined in order
     Policy policy             # serial or parallel for updates, learnt per table (threads.pxi)
-    Policy norm_policy        # the same for gradient norms, a lighter pass
+    Policy reduce_policy      # the same for reductions, a lighter pass
 
 
-cdef inline void run_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, chunk_f64 f64,
-                           const void* args) noexcept nogil:
+cdef inline void piece_pointers(const Table* t, Py_ssize_t k, char** param, const char** grad,
+                                char** state, Py_ssize_t* n) noexcept nogil:
+    """Where piece ``k`` starts in every buffer, and its length."""
     cdef Py_ssize_t s = t.piece_seg[k]
     cdef Py_ssize_t start = t.piece_start[k]
-    cdef Py_ssize_t n = t.length[s] - start
     cdef Py_ssize_t offset = start * t.itemsize
-    cdef char* state[MAX_ROLES]
     cdef int r
-    if n > PIECE:
-        n = PIECE
+    n[0] = t.length[s] - start
+    if n[0] > PIECE:
+        n[0] = PIECE
+    param[0] = t.param[s] + offset
+    grad[0] = t.grad[s] + offset if t.grad[s] != NULL else NULL
     for r in range(MAX_ROLES):
         state[r] = t.state[r * t.nseg + s]
         if state[r] != NULL:
             state[r] += offset
-    if t.itemsize == 4:
-        f32(<float*>(t.param[s] + offset), <const float*>(t.grad[s] + offset),
-            <float**>state, n, args)
+
+
+cdef inline void run_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, chunk_f64 f64,
+                           const void* args, bint with_segments) noexcept nogil:
+    # A function of its own: its locals are private to the thread that runs the piece.
+    cdef Py_ssize_t n
+    cdef char* param
+    cdef const char* grad
+    cdef char* state[MAX_ROLES]
+    cdef const double* segment = NULL
+    piece_pointers(t, k, &param, &grad, state, &n)
+    if with_segments:
+        segment = t.segment + t.piece_seg[k] * MAX_REDUCED
+    if t.dtype == FLOAT32:
+        f32(<float*>param, <const float*>grad, <float**>state, n, args, segment)
     else:
-        f64(<double*>(t.param[s] + offset), <const double*>(t.grad[s] + offset),
-            <double**>state, n, args)
+        f64(<double*>param, <const double*>grad, <double**>state, n, args, segment)
 
 
-cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, const void* args) noexcept nogil:
-    """Apply one rule to every element of the table: one parallel region, static schedule,
-    unless the table is small or the machine is contended (see ``threads.pxi``)."""
+cdef inline void reduce_piece(Table* t, Py_ssize_t k, reduce_f32 f32, reduce_f64 f64,
+                              const void* args) noexcept nogil:
+    cdef Py_ssize_t n, j
+    cdef char* param
+    cdef const char* grad
+    cdef char* state[MAX_ROLES]
+    cdef double* acc = t.partial + k * MAX_REDUCED
+    piece_pointers(t, k, &param, &grad, state, &n)
+    for j in range(MAX_REDUCED):
+        acc[j] = 0.0
+    if t.dtype == FLOAT32:
+        f32(<const float*>param, <const float*>grad, <float**>state, n, args, acc)
+    else:
+        f64(<const double*>param, <const double*>grad, <double**>state, n, args, acc)
+
+
+cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, const void* args,
+                bint with_segments) noexcept nogil:
+    """Apply one rule's element-wise pass to every element of the table: one parallel region,
+    static schedule, unless the table is small or the machine is contended (threads.pxi)."""
     cdef Py_ssize_t k
     cdef bint parallel = use_threads(t.total, &t.policy)
     cdef double start = omp_get_wtime()
     for k in prange(t.npieces, schedule="static", use_threads_if=parallel):
         if k == 0:
             fastopt_note_team_size()
-        run_piece(t, k, f32, f64, args)
+        run_piece(t, k, f32, f64, args, with_segments)
     account(t.total, &t.policy, parallel, start)
+
+
+cdef inline double combine(double acc, double x, bint maximum) noexcept nogil:
+    """acc + x, or max(acc, x) where NaN, once met, stays."""
+    if maximum:
+        return acc if acc > x or acc != acc else x
+    return acc + x
+
+
+cdef void reduce_pass(Table* t, reduce_f32 f32, reduce_f64 f64, const void* args,
+                      int reduced, bint maximum) noexcept nogil:
+    """A rule's first pass: each piece reduced into its own partial results (the same split
+    whatever the thread count), then the pieces of each segment combined in order (added, or
+    their maximum taken), so the result is bitwise the same for any number of threads."""
+    cdef Py_ssize_t k, s, j
+    cdef bint parallel = use_threads(t.total, &t.reduce_policy)
+    cdef double start = omp_get_wtime()
+    for k in prange(t.npieces, schedule="static", use_threads_if=parallel):
+        reduce_piece(t, k, f32, f64, args)
+    account(t.total, &t.reduce_policy, parallel, start)
+    for s in range(t.nseg * MAX_REDUCED):
+        t.segment[s] = 0.0
+    for k in range(t.npieces):
+        s = t.piece_seg[k]
+        for j in range(reduced):
+            t.segment[s * MAX_REDUCED + j] = combine(t.segment[s * MAX_REDUCED + j],
+                                                     t.partial[k * MAX_REDUCED + j], maximum)
 
 
 cdef class MemoryGuard:
@@ -80,13 +152,16 @@ cdef class MemoryGuard:
     cdef uintptr_t* start
     cdef uintptr_t* end
 
-    def __cinit__(self, arrays):
-        ranges = sorted(
-            (<uintptr_t>cnp.PyArray_DATA(a), <uintptr_t>cnp.PyArray_DATA(a) + a.nbytes)
-            for a in arrays if a.nbytes
-        )
+    def __cinit__(self, ranges):
+        """``ranges``: (start address, end address) pairs, or arrays (their memory)."""
+        pairs = sorted(
+            (<uintptr_t>cnp.PyArray_DATA(r), <uintptr_t>cnp.PyArray_DATA(r) + r.nbytes)
+            if cnp.PyArray_Check(r) else (<uintptr_t>r[0], <uintptr_t>r[1])
+            for r in ranges)
         merged = []
-        for lo, hi in ranges:
+        for lo, hi in pairs:
+            if lo == hi:
+                continue
             if merged and lo < merged[len(merged) - 1][1]:
                 last = merged[len(merged) - 1]
                 last[1] = max(last[1], hi)
@@ -121,55 +196,56 @@ cdef class MemoryGuard:
 
 
 cdef class SegmentTable:
-    """Pointers and lengths of one parameter group's segments, and their split into pieces.
+    """Pointers and lengths of segments of memory that one kernel call steps together, and
+    their split into pieces.
 
-    Built once per group; state pointers are set when state buffers are (re)allocated and
-    gradient pointers at every step by ``bind_grads``, which validates each gradient first.
+    A segment is any run of elements: a whole array, a tensor that torch owns, or a slice of a
+    flat buffer (a rank's shard). The table is built once over the parameters' segments; state
+    pointers are set when state buffers are (re)allocated, and gradient pointers at every step
+    (``bind_grads`` validates arrays against the table's reference arrays first;
+    ``bind_grad_addresses`` takes addresses its caller has validated).
     """
 
     cdef Table t
-    cdef list params
-    cdef int typenum
-    cdef bint bound              # bind_grads succeeded and no kernel has consumed it yet
+    cdef list references         # arrays the gradients must match, when built over arrays
+    cdef bint bound              # gradients bound and no kernel has consumed them yet
     cdef readonly Py_ssize_t size
 
-    def __cinit__(self, list params):
+    def __cinit__(self, addresses, lengths, int dtype, list references=None):
         cdef Py_ssize_t s, k, start
-        cdef cnp.ndarray a
-        self.params = list(params)
-        self.t.nseg = len(params)
-        if self.t.nseg == 0:
-            raise ValueError("a segment table needs at least one array")
-        a = <cnp.ndarray?>params[0]
-        self.typenum = cnp.PyArray_TYPE(a)
-        self.t.itemsize = cnp.PyArray_ITEMSIZE(a)
-        if self.typenum not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
-            raise TypeError(f"expected float32 or float64 arrays, got {params[0].dtype}")
+        self.t.nseg = len(addresses)
+        if self.t.nseg == 0 or len(lengths) != self.t.nseg:
+            raise ValueError("a segment table needs one length per address, and one at least")
+        if dtype != FLOAT32 and dtype != FLOAT64:
+            raise ValueError(f"dtype must be FLOAT32 ({FLOAT32}) or FLOAT64 ({FLOAT64})")
+        self.t.dtype = dtype
+        self.t.itemsize = 4 if dtype == FLOAT32 else 8
+        self.references = references
         self.t.param = <char**>malloc(self.t.nseg * sizeof(char*))
         self.t.grad = <const char**>malloc(self.t.nseg * sizeof(char*))
         self.t.state = <char**>malloc(MAX_ROLES * self.t.nseg * sizeof(char*))
         self.t.length = <Py_ssize_t*>malloc(self.t.nseg * sizeof(Py_ssize_t))
+        self.t.segment = <double*>malloc(MAX_REDUCED * self.t.nseg * sizeof(double))
         if (self.t.param == NULL or self.t.grad == NULL or self.t.state == NULL
-                or self.t.length == NULL):
+                or self.t.length == NULL or self.t.segment == NULL):
             raise MemoryError()
         memset(self.t.state, 0, MAX_ROLES * self.t.nseg * sizeof(char*))
         self.t.policy = Policy(0.0, 0, 0, MIN_PENALTY)
-        self.t.norm_policy = Policy(0.0, 0, 0, MIN_PENALTY)
+        self.t.reduce_policy = Policy(0.0, 0, 0, MIN_PENALTY)
         self.t.total = 0
         self.t.npieces = 0
         for s in range(self.t.nseg):
-            a = <cnp.ndarray?>params[s]
-            if cnp.PyArray_TYPE(a) != self.typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-                raise TypeError("segments must be C-contiguous arrays of one dtype")
-            self.t.param[s] = <char*>cnp.PyArray_DATA(a)
+            if lengths[s] < 0:
+                raise ValueError(f"segment {s}: negative length {lengths[s]}")
+            self.t.param[s] = <char*><uintptr_t>addresses[s]
             self.t.grad[s] = NULL
-            self.t.length[s] = cnp.PyArray_SIZE(a)
+            self.t.length[s] = lengths[s]
             self.t.total += self.t.length[s]
             self.t.npieces += (self.t.length[s] + PIECE - 1) // PIECE
         self.size = self.t.total
         self.t.piece_seg = <Py_ssize_t*>malloc(max(self.t.npieces, 1) * sizeof(Py_ssize_t))
         self.t.piece_start = <Py_ssize_t*>malloc(max(self.t.npieces, 1) * sizeof(Py_ssize_t))
-        self.t.partial = <double*>malloc(max(self.t.npieces, 1) * sizeof(double))
+        self.t.partial = <double*>malloc(max(self.t.npieces, 1) * MAX_REDUCED * sizeof(double))
         if self.t.piece_seg == NULL or self.t.piece_start == NULL or self.t.partial == NULL:
             raise MemoryError()
         k = 0
@@ -179,6 +255,23 @@ cdef class SegmentTable:
                 self.t.piece_start[k] = start
                 k += 1
 
+    @staticmethod
+    def of_arrays(list arrays):
+        """A table over whole C-contiguous float32/float64 arrays of one dtype, which the
+        gradients given to ``bind_grads`` must then match in dtype and shape."""
+        cdef cnp.ndarray a
+        if not arrays:
+            raise ValueError("a segment table needs at least one array")
+        typenum = cnp.PyArray_TYPE(<cnp.ndarray?>arrays[0])
+        if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+            raise TypeError(f"expected float32 or float64 arrays, got {arrays[0].dtype}")
+        for a in arrays:
+            if cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+                raise TypeError("segments must be C-contiguous arrays of one dtype")
+        return SegmentTable([<uintptr_t>cnp.PyArray_DATA(a) for a in arrays],
+                            [cnp.PyArray_SIZE(a) for a in arrays],
+                            FLOAT32 if typenum == cnp.NPY_FLOAT32 else FLOAT64, list(arrays))
+
     def __dealloc__(self):
         free(self.t.param)
         free(self.t.grad)
@@ -187,55 +280,57 @@ cdef class SegmentTable:
         free(self.t.piece_seg)
         free(self.t.piece_start)
         free(self.t.partial)
+        free(self.t.segment)
 
-    def set_state(self, int role, list arrays):
-        """Point state role ``role`` at ``arrays`` (one per segment), or unset it with []."""
+    @property
+    def nseg(self):
+        return self.t.nseg
+
+    def set_state(self, int role, addresses):
+        """Point state role ``role`` at one address per segment (each segment's length of
+        elements, the table's dtype), or unset it with None."""
         cdef Py_ssize_t s
-        cdef cnp.ndarray a
         if not 0 <= role < MAX_ROLES:
             raise ValueError(f"role must be in [0, {MAX_ROLES}), got {role}")
-        if not arrays:
+        if addresses is None:
             for s in range(self.t.nseg):
                 self.t.state[role * self.t.nseg + s] = NULL
             return
-        if len(arrays) != self.t.nseg:
-            raise ValueError(f"expected {self.t.nseg} state arrays, got {len(arrays)}")
+        if len(addresses) != self.t.nseg:
+            raise ValueError(f"expected {self.t.nseg} state addresses, got {len(addresses)}")
         for s in range(self.t.nseg):
-            a = <cnp.ndarray?>arrays[s]
-            if (cnp.PyArray_TYPE(a) != self.typenum or cnp.PyArray_SIZE(a) != self.t.length[s]
-                    or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
-                raise ValueError("state arrays must match their segments")
-        for s in range(self.t.nseg):
-            self.t.state[role * self.t.nseg + s] = <char*>cnp.PyArray_DATA(arrays[s])
+            self.t.state[role * self.t.nseg + s] = <char*><uintptr_t>addresses[s]
 
     def bind_grads(self, grads, Py_ssize_t first, MemoryGuard guard):
-        """Validate ``grads[first:first + nseg]`` against the segments and point at them.
-
-        Raises before anything is modified; names the gradient by its index in ``grads``.
-        """
+        """Validate ``grads[first:first + nseg]`` against the table's reference arrays and
+        point at them. Raises before anything is modified; names the gradient by its index in
+        ``grads``."""
         cdef Py_ssize_t s, d, ndim
         cdef cnp.ndarray g, p
         cdef uintptr_t lo
+        if self.references is None:
+            raise RuntimeError("bind_grads needs a table built over arrays (of_arrays)")
         for s in range(self.t.nseg):
             obj = grads[first + s]
             if not cnp.PyArray_Check(obj):
                 raise TypeError(
                     f"grads[{first + s}]: expected a numpy.ndarray, got {type(obj).__name__}")
             g = <cnp.ndarray>obj
-            p = <cnp.ndarray>self.params[s]
-            if cnp.PyArray_TYPE(g) != self.typenum:
+            param = self.references[s]
+            p = <cnp.ndarray>param
+            if cnp.PyArray_TYPE(g) != cnp.PyArray_TYPE(p):
                 raise TypeError(
-                    f"grads[{first + s}]: expected dtype {self.params[s].dtype} (its parameter's), "
+                    f"grads[{first + s}]: expected dtype {param.dtype} (its parameter's), "
                     f"got {obj.dtype}")
             ndim = cnp.PyArray_NDIM(g)
             if ndim != cnp.PyArray_NDIM(p):
                 raise ValueError(
-                    f"grads[{first + s}]: expected shape {self.params[s].shape} (its parameter's), "
+                    f"grads[{first + s}]: expected shape {param.shape} (its parameter's), "
                     f"got {obj.shape}")
             for d in range(ndim):
                 if cnp.PyArray_DIMS(g)[d] != cnp.PyArray_DIMS(p)[d]:
                     raise ValueError(
-                        f"grads[{first + s}]: expected shape {self.params[s].shape} (its parameter's), "
+                        f"grads[{first + s}]: expected shape {param.shape} (its parameter's), "
                         f"got {obj.shape}")
             if not cnp.PyArray_IS_C_CONTIGUOUS(g) or not cnp.PyArray_ISALIGNED(g):
                 raise ValueError(
@@ -250,14 +345,38 @@ cdef class SegmentTable:
             self.t.grad[s] = <const char*>cnp.PyArray_DATA(grads[first + s])
         self.bound = True
 
+    def bind_grad_addresses(self, addresses):
+        """Point at one gradient per segment, by address (validated by the caller)."""
+        cdef Py_ssize_t s
+        if len(addresses) != self.t.nseg:
+            raise ValueError(f"expected {self.t.nseg} gradient addresses, got {len(addresses)}")
+        for s in range(self.t.nseg):
+            self.t.grad[s] = <const char*><uintptr_t>addresses[s]
+        self.bound = True
+
+    def bind_self(self):
+        """Let the next kernel read the parameters' own memory as the gradient (a kernel
+        that reads no gradient: scaling and clamping of the arrays themselves)."""
+        cdef Py_ssize_t s
+        for s in range(self.t.nseg):
+            self.t.grad[s] = self.t.param[s]
+        self.bound = True
+
     cdef int start_kernel(self, unsigned roles) except -1:
         """Check that a kernel may run: gradients bound for this call and every state role
-        whose bit is set in ``roles`` pointed at arrays."""
+        whose bit is set in ``roles`` pointed at memory."""
         cdef int r
         if not self.bound:
-            raise RuntimeError("bind_grads must precede every kernel call")
+            raise RuntimeError("gradients must be bound before every kernel call")
         for r in range(MAX_ROLES):
             if roles >> r & 1 and self.t.state[r * self.t.nseg] == NULL:
                 raise RuntimeError(f"state role {r} is not set")
         self.bound = False
         return 0
+
+    def segment_values(self, int reduced):
+        """The values the last reduction pass left per segment: a list of ``reduced``-tuples."""
+        if not 0 < reduced <= MAX_REDUCED:
+            raise ValueError(f"reduced must be in [1, {MAX_REDUCED}], got {reduced}")
+        return [tuple(self.t.segment[s * MAX_REDUCED + j] for j in range(reduced))
+                for s in range(self.t.nseg)]

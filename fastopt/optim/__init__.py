@@ -1,13 +1,13 @@
-"""Optimizer classes: torch.optim's interface over NumPy arrays, updated in place."""
+"""Optimizer classes: torch.optim's interface over NumPy arrays, updated in place.
 
-from .adadelta import Adadelta
-from .adagrad import Adagrad
-from .adam import Adam, AdamW
-from .adamax import Adamax
-from .nadam import NAdam
-from .optimizer import Optimizer
-from .rmsprop import RMSprop
-from .sgd import SGD
+One class per rule of :mod:`fastopt.rules` (``SGD``, ``Adam``, ...), made by
+:func:`~fastopt.optim.optimizer.optimizer_class` over :class:`Optimizer`.
+"""
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta", "Adamax",
-           "NAdam"]
+from ..rules import RULES
+from .optimizer import Optimizer, optimizer_class
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {name: optimizer_class(rule) for name, rule in RULES.items()}
+globals().update(OPTIMIZERS)
+
+__all__ = ["Optimizer", "OPTIMIZERS", *OPTIMIZERS]

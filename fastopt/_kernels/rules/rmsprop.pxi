@@ -1,6 +1,6 @@
 # RMSprop, plain or centered, with optional momentum.
 
-ctypedef struct RMSpropArgs:
+ctypedef struct rmsprop_args:
     double lr
     double alpha
     double eps
@@ -11,7 +11,7 @@ ctypedef struct RMSpropArgs:
 
 
 cdef inline void rmsprop_loop(floating* p, const floating* g, floating** state, Py_ssize_t n,
-                              const RMSpropArgs* a, bint centered) noexcept nogil:
+                              const rmsprop_args* a, bint centered) noexcept nogil:
     cdef floating* v = state[0]
     cdef floating* b = state[1]
     cdef floating* g_avg = state[2]
@@ -43,7 +43,7 @@ cdef inline void rmsprop_loop(floating* p, const floating* g, floating** state, 
 
 
 cdef void rmsprop_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
-                        const void* args) noexcept nogil:
+                        const void* args, const double* segment) noexcept nogil:
     """RMSprop on one piece; state = [square_avg v, momentum_buffer b or NULL, grad_avg ḡ or NULL].
 
         g ← grad_scale·g + λ p
@@ -53,20 +53,10 @@ cdef void rmsprop_chunk(floating* p, const floating* g, floating** state, Py_ssi
         b ← μ b + g / d;  p ← p − γ b                    (μ > 0)
         p ← p − γ g / d                                  (otherwise)
     """
-    cdef const RMSpropArgs* a = <const RMSpropArgs*>args
+    cdef const rmsprop_args* a = <const rmsprop_args*>args
     # A constant flag per call: GCC unswitches only so many invariant branches per loop, and
     # RMSprop has three; this one is resolved here so the loop still vectorises.
     if a.centered:
         rmsprop_loop(p, g, state, n, a, True)
     else:
         rmsprop_loop(p, g, state, n, a, False)
-
-
-def rmsprop(SegmentTable table, double lr, double alpha, double eps, double weight_decay,
-            double momentum, double grad_scale, bint centered):
-    """One RMSprop step over ``table`` (state roles: 0 square_avg, 1 momentum_buffer when
-    momentum > 0, 2 grad_avg when centered)."""
-    cdef RMSpropArgs a = RMSpropArgs(lr, alpha, eps, weight_decay, momentum, grad_scale, centered)
-    table.start_kernel(0b001 | (momentum > 0) << 1 | centered << 2)
-    with nogil:
-        drive(&table.t, rmsprop_chunk[float], rmsprop_chunk[double], &a)

@@ -1,6 +1,6 @@
 # Adam, AMSGrad and AdamW.
 
-ctypedef struct AdamArgs:
+ctypedef struct adam_args:
     double step_size      # lr / (1 - beta1^t)
     double bias2_sqrt     # sqrt(1 - beta2^t)
     double beta1
@@ -13,7 +13,7 @@ ctypedef struct AdamArgs:
 
 
 cdef void adam_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
-                     const void* args) noexcept nogil:
+                     const void* args, const double* segment) noexcept nogil:
     """Adam on one piece; state = [exp_avg m, exp_avg_sq v, max_exp_avg_sq v̂ or NULL].
 
         g ← grad_scale·g;  p ← decay·p;  g ← g + λ p
@@ -22,7 +22,7 @@ cdef void adam_chunk(floating* p, const floating* g, floating** state, Py_ssize_
         v̂ ← max(v̂, v)                                   (AMSGrad; v̂ replaces v below)
         p ← p − step_size · m / (√v / bias2_sqrt + ε)
     """
-    cdef const AdamArgs* a = <const AdamArgs*>args
+    cdef const adam_args* a = <const adam_args*>args
     cdef floating* m = state[0]
     cdef floating* v = state[1]
     cdef floating* v_max = state[2]
@@ -45,13 +45,3 @@ cdef void adam_chunk(floating* p, const floating* g, floating** state, Py_ssize_
             vi = v_max[i] if v_max[i] > vi else vi
             v_max[i] = vi
         p[i] = pi - step_size * mi / (root(vi) / bias2_sqrt + eps)
-
-
-def adam(SegmentTable table, double step_size, double bias2_sqrt, double beta1, double beta2,
-         double eps, double weight_decay, double decay, double grad_scale, bint amsgrad):
-    """One Adam/AMSGrad/AdamW step over ``table`` (state roles 0, 1 and, for AMSGrad, 2)."""
-    cdef AdamArgs a = AdamArgs(step_size, bias2_sqrt, beta1, beta2, eps, weight_decay, decay,
-                               grad_scale, amsgrad)
-    table.start_kernel(0b011 | amsgrad << 2)
-    with nogil:
-        drive(&table.t, adam_chunk[float], adam_chunk[double], &a)

@@ -1,6 +1,6 @@
 # SGD with momentum, dampening and Nesterov.
 
-ctypedef struct SGDArgs:
+ctypedef struct sgd_args:
     double lr
     double momentum       # 0: plain (mini-batch) gradient descent, no buffer
     double dampening
@@ -11,7 +11,7 @@ ctypedef struct SGDArgs:
 
 
 cdef void sgd_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
-                    const void* args) noexcept nogil:
+                    const void* args, const double* segment) noexcept nogil:
     """SGD on one piece; state = [momentum_buffer b or NULL].
 
         g ← grad_scale·g + λ p
@@ -19,7 +19,7 @@ cdef void sgd_chunk(floating* p, const floating* g, floating** state, Py_ssize_t
         g ← g + μ b  (Nesterov)  or  g ← b                      (if μ ≠ 0)
         p ← p − γ g
     """
-    cdef const SGDArgs* a = <const SGDArgs*>args
+    cdef const sgd_args* a = <const sgd_args*>args
     cdef floating* b = state[0]
     cdef floating lr = <floating>a.lr, momentum = <floating>a.momentum
     cdef floating one_minus_dampening = <floating>(1.0 - a.dampening)
@@ -42,12 +42,3 @@ cdef void sgd_chunk(floating* p, const floating* g, floating** state, Py_ssize_t
             else:
                 gi = bi
         p[i] = p[i] - lr * gi
-
-
-def sgd(SegmentTable table, double lr, double momentum, double dampening, double weight_decay,
-        double grad_scale, bint nesterov, bint first):
-    """One SGD step over ``table`` (state role 0, the momentum buffer, when momentum ≠ 0)."""
-    cdef SGDArgs a = SGDArgs(lr, momentum, dampening, weight_decay, grad_scale, nesterov, first)
-    table.start_kernel(momentum != 0)
-    with nogil:
-        drive(&table.t, sgd_chunk[float], sgd_chunk[double], &a)

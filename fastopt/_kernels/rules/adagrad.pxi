@@ -1,6 +1,6 @@
 # Adagrad.
 
-ctypedef struct AdagradArgs:
+ctypedef struct adagrad_args:
     double lr             # decayed: γ / (1 + (t − 1) η)
     double eps
     double weight_decay
@@ -8,14 +8,14 @@ ctypedef struct AdagradArgs:
 
 
 cdef void adagrad_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
-                        const void* args) noexcept nogil:
+                        const void* args, const double* segment) noexcept nogil:
     """Adagrad on one piece; state = [sum s].
 
         g ← grad_scale·g + λ p
         s ← s + g²
         p ← p − γₜ g / (√s + ε)
     """
-    cdef const AdagradArgs* a = <const AdagradArgs*>args
+    cdef const adagrad_args* a = <const adagrad_args*>args
     cdef floating* s = state[0]
     cdef floating lr = <floating>a.lr, eps = <floating>a.eps
     cdef floating weight_decay = <floating>a.weight_decay, grad_scale = <floating>a.grad_scale
@@ -28,11 +28,3 @@ cdef void adagrad_chunk(floating* p, const floating* g, floating** state, Py_ssi
         si = s[i] + gi * gi
         s[i] = si
         p[i] = p[i] - lr * gi / (root(si) + eps)
-
-
-def adagrad(SegmentTable table, double lr, double eps, double weight_decay, double grad_scale):
-    """One Adagrad step over ``table`` (state role 0, the sum of squares) with decayed ``lr``."""
-    cdef AdagradArgs a = AdagradArgs(lr, eps, weight_decay, grad_scale)
-    table.start_kernel(0b001)
-    with nogil:
-        drive(&table.t, adagrad_chunk[float], adagrad_chunk[double], &a)

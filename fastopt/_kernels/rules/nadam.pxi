@@ -1,6 +1,6 @@
 # NAdam: Adam with Nesterov momentum and a momentum schedule (Dozat 2016), as torch.optim.NAdam.
 
-ctypedef struct NAdamArgs:
+ctypedef struct nadam_args:
     double grad_coef      # lr (1 − μₜ) / (1 − Πₜ)
     double avg_coef       # lr μₜ₊₁ / (1 − Πₜ μₜ₊₁)
     double bias2          # 1 − β₂ᵗ
@@ -13,7 +13,7 @@ ctypedef struct NAdamArgs:
 
 
 cdef void nadam_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
-                      const void* args) noexcept nogil:
+                      const void* args, const double* segment) noexcept nogil:
     """NAdam on one piece; state = [exp_avg m, exp_avg_sq v].
 
         g ← grad_scale·g;  p ← decay·p;  g ← g + λ p
@@ -22,7 +22,7 @@ cdef void nadam_chunk(floating* p, const floating* g, floating** state, Py_ssize
         d = √(v / bias2) + ε
         p ← p − grad_coef · g / d − avg_coef · m / d      (two roundings, as torch's two addcdiv)
     """
-    cdef const NAdamArgs* a = <const NAdamArgs*>args
+    cdef const nadam_args* a = <const nadam_args*>args
     cdef floating* m = state[0]
     cdef floating* v = state[1]
     cdef floating grad_coef = <floating>a.grad_coef, avg_coef = <floating>a.avg_coef
@@ -42,14 +42,3 @@ cdef void nadam_chunk(floating* p, const floating* g, floating** state, Py_ssize
         di = root(vi / bias2) + eps
         pi = pi - grad_coef * gi / di
         p[i] = pi - avg_coef * mi / di
-
-
-def nadam(SegmentTable table, double grad_coef, double avg_coef, double bias2, double beta1,
-          double beta2, double eps, double weight_decay, double decay, double grad_scale):
-    """One NAdam step over ``table`` (state roles 0 exp_avg, 1 exp_avg_sq); the caller keeps
-    the momentum product Πₜ and folds it into ``grad_coef`` and ``avg_coef``."""
-    cdef NAdamArgs a = NAdamArgs(grad_coef, avg_coef, bias2, beta1, beta2, eps, weight_decay,
-                                 decay, grad_scale)
-    table.start_kernel(0b011)
-    with nogil:
-        drive(&table.t, nadam_chunk[float], nadam_chunk[double], &a)

@@ -1,6 +1,6 @@
 # Adamax: Adam with the infinity norm in place of the second moment.
 
-ctypedef struct AdamaxArgs:
+ctypedef struct adamax_args:
     double step_size      # lr / (1 − β₁ᵗ)
     double beta1
     double beta2
@@ -16,7 +16,7 @@ cdef inline floating nan_max(floating a, floating b) noexcept nogil:
 
 
 cdef void adamax_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
-                       const void* args) noexcept nogil:
+                       const void* args, const double* segment) noexcept nogil:
     """Adamax on one piece; state = [exp_avg m, exp_inf u].
 
         g ← grad_scale·g + λ p
@@ -24,7 +24,7 @@ cdef void adamax_chunk(floating* p, const floating* g, floating** state, Py_ssiz
         u ← max(β₂ u, |g| + ε)
         p ← p − step_size · m / u
     """
-    cdef const AdamaxArgs* a = <const AdamaxArgs*>args
+    cdef const adamax_args* a = <const adamax_args*>args
     cdef floating* m = state[0]
     cdef floating* u = state[1]
     cdef floating step_size = <floating>a.step_size
@@ -40,12 +40,3 @@ cdef void adamax_chunk(floating* p, const floating* g, floating** state, Py_ssiz
         ui = nan_max(beta2 * u[i], magnitude(gi) + eps)
         u[i] = ui
         p[i] = p[i] - step_size * mi / ui
-
-
-def adamax(SegmentTable table, double step_size, double beta1, double beta2, double eps,
-           double weight_decay, double grad_scale):
-    """One Adamax step over ``table`` (state roles 0 exp_avg, 1 exp_inf)."""
-    cdef AdamaxArgs a = AdamaxArgs(step_size, beta1, beta2, eps, weight_decay, grad_scale)
-    table.start_kernel(0b011)
-    with nogil:
-        drive(&table.t, adamax_chunk[float], adamax_chunk[double], &a)

@@ -1,6 +1,6 @@
 # Adadelta: steps scaled by the ratio of running RMS of updates and of gradients.
 
-ctypedef struct AdadeltaArgs:
+ctypedef struct adadelta_args:
     double lr
     double rho
     double eps
@@ -9,7 +9,7 @@ ctypedef struct AdadeltaArgs:
 
 
 cdef void adadelta_chunk(floating* p, const floating* g, floating** state, Py_ssize_t n,
-                         const void* args) noexcept nogil:
+                         const void* args, const double* segment) noexcept nogil:
     """Adadelta on one piece; state = [square_avg v, acc_delta u].
 
         g ← grad_scale·g + λ p
@@ -18,7 +18,7 @@ cdef void adadelta_chunk(floating* p, const floating* g, floating** state, Py_ss
         u ← ρ u + (1 − ρ) Δ²
         p ← p − γ Δ
     """
-    cdef const AdadeltaArgs* a = <const AdadeltaArgs*>args
+    cdef const adadelta_args* a = <const adadelta_args*>args
     cdef floating* v = state[0]
     cdef floating* u = state[1]
     cdef floating lr = <floating>a.lr, rho = <floating>a.rho
@@ -33,12 +33,3 @@ cdef void adadelta_chunk(floating* p, const floating* g, floating** state, Py_ss
         delta = root(u[i] + eps) / root(vi + eps) * gi
         running_avg_sq(u, i, delta, rho, one_minus_rho)
         p[i] = p[i] - lr * delta
-
-
-def adadelta(SegmentTable table, double lr, double rho, double eps, double weight_decay,
-             double grad_scale):
-    """One Adadelta step over ``table`` (state roles 0 square_avg, 1 acc_delta)."""
-    cdef AdadeltaArgs a = AdadeltaArgs(lr, rho, eps, weight_decay, grad_scale)
-    table.start_kernel(0b011)
-    with nogil:
-        drive(&table.t, adadelta_chunk[float], adadelta_chunk[double], &a)

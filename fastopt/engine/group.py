@@ -1,0 +1,246 @@
+"""A parameter group as the engine keeps it: its parameters' memory, its state, its tables.
+
+Each state role of a group is one zeroed, 64-byte-aligned buffer laid out over the group's
+*members* (the parameters that have ever been stepped, or all of them where the front end says
+so), each member's slice starting on a cache line. Step counts and scalar state are kept per
+parameter, as torch keeps them; parameters whose counts agree (the usual case) are stepped
+together by one kernel call over a segment table of their own memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._kernels import kernels
+from ..flat import aligned_offsets, aligned_zeros
+from ..rules import Rule
+from ..rules.base import Hypers
+
+_NOTHING: frozenset[str] = frozenset()
+_SUBSETS = 32  # tables over parts of a run kept; patterns of missing gradients rarely repeat widely
+
+
+def run_rule(rule: Rule, kernel: int, table: Any, h: Hypers, t: int,
+             scalars: Mapping[str, np.floating], fresh: frozenset[str], mask: int,
+             grad_scale: float = 1.0) -> dict[str, np.floating]:
+    """Step ``t`` of ``rule`` over ``table`` (gradients and state bound): the scalar state
+    advanced from ``scalars``, the kernel run. Returns the advanced scalar state."""
+    advanced = rule.advance(h, t, scalars) if rule.scalars else {}
+    kernels.run(table, kernel, rule.args(h, t, advanced, fresh, grad_scale), mask)
+    return advanced
+
+
+class Slot:
+    """A parameter: ``size`` elements of ``dtype`` from ``address`` on, wherever that memory
+    is (a NumPy array, a tensor torch owns, a slice of a flat buffer). ``array`` is the NumPy
+    array when there is one: gradients are then checked against it."""
+
+    __slots__ = ("address", "size", "dtype", "array")
+
+    def __init__(self, address: int, size: int, dtype: np.dtype, array: np.ndarray | None = None):
+        self.address, self.size, self.dtype, self.array = address, size, np.dtype(dtype), array
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> Slot:
+        return cls(array.ctypes.data, array.size, array.dtype, array)
+
+
+class Run:
+    """A group's members of one dtype: the segments one kernel call steps."""
+
+    def __init__(self, group: Group, slots: list[int]) -> None:
+        self.group, self.slots = group, slots
+        self.table = group.table(slots)
+        self.subsets: dict[tuple[int, ...], Any] = {}
+        self.uniform = group.same_status(slots)
+        # Where the run's slots are in the group's per-parameter arrays.
+        contiguous = slots == list(range(slots[0], slots[-1] + 1))
+        self.where: slice | np.ndarray = (slice(slots[0], slots[-1] + 1) if contiguous
+                                          else np.array(slots))
+
+    def batches(self, active: Sequence[bool] | None) -> list[tuple[Any, list[int]]]:
+        """(table, slots) for the run's slots that step (all, or those ``active``), one per
+        step status they share: usually the whole run at once."""
+        if self.uniform and (active is None or all(active[s] for s in self.slots)):
+            return [(self.table, self.slots)]
+        chosen = self.slots if active is None else [s for s in self.slots if active[s]]
+        by_status: dict[tuple, list[int]] = {}
+        for s in chosen:
+            by_status.setdefault(self.group.status(s), []).append(s)
+        return [(self.subset(slots), slots) for slots in by_status.values()]
+
+    def subset(self, slots: list[int]) -> Any:
+        if len(slots) == len(self.slots):
+            return self.table
+        key = tuple(slots)
+        table = self.subsets.get(key)
+        if table is None:
+            if len(self.subsets) >= _SUBSETS:
+                self.subsets.clear()
+            table = self.subsets[key] = self.group.table(slots)
+        return table
+
+    def point(self, role: str) -> None:
+        """Point every table of the run at the (new) buffer of ``role``."""
+        for table, slots in [(self.table, self.slots),
+                             *((t, list(key)) for key, t in self.subsets.items())]:
+            self.group.point(table, slots, role)
+
+
+class Group:
+    """A group's parameters (``slots``) and their state, for one rule."""
+
+    def __init__(self, rule: Rule, slots: list[Slot], step_dtype: np.dtype,
+                 members: Iterable[int]) -> None:
+        self.rule = rule
+        self.slots = slots
+        n = len(slots)
+        self.steps = np.zeros(n, step_dtype)
+        self.scalars = {s.name: np.full(n, s.initial, s.dtype) for s in rule.scalars}
+        self.live: list[frozenset[str]] = [_NOTHING] * n
+        self.version = 0  # changes whenever state moves, or a parameter gains or loses state
+        self.members: list[int] = []
+        self.offsets: dict[int, int] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.runs: list[Run] = []
+        self.lay_out(members)
+
+    # ------------------------------------------------------------------ status
+    def status(self, s: int) -> tuple:
+        return (float(self.steps[s]), *(float(v[s]) for v in self.scalars.values()), self.live[s])
+
+    def same_status(self, slots: Sequence[int]) -> bool:
+        return len({self.status(s) for s in slots}) <= 1
+
+    def has_state(self, s: int) -> bool:
+        """Whether the parameter has state, as torch would have an entry for it."""
+        return bool(self.live[s]) or (self.rule.counts_steps and self.steps[s] > 0)
+
+    # ------------------------------------------------------------------ layout
+    def lay_out(self, members: Iterable[int]) -> None:
+        """Lay the state buffers out over ``members`` (added to the current ones), carrying
+        every member's state over; rebuild the tables."""
+        members = sorted(set(self.members) | set(members))
+        if members == self.members and self.runs:
+            return
+        offsets, nbytes = aligned_offsets([self.slots[s].size * self.slots[s].dtype.itemsize
+                                           for s in members])
+        offsets = dict(zip(members, offsets))
+        buffers = {}
+        for role, old in self.buffers.items():
+            new = buffers[role] = aligned_zeros(nbytes)
+            for s in self.members:
+                size = self.slots[s].size * self.slots[s].dtype.itemsize
+                new[offsets[s]:offsets[s] + size] = old[self.offsets[s]:self.offsets[s] + size]
+        self.members, self.offsets, self.buffers = members, offsets, buffers
+        self.rebuild()
+        self.version += 1
+
+    def rebuild(self) -> None:
+        """New tables over the members' current memory (after a parameter moved)."""
+        dtypes = dict.fromkeys(self.slots[s].dtype for s in self.members)
+        self.runs = [Run(self, [s for s in self.members if self.slots[s].dtype == dtype])
+                     for dtype in dtypes]
+
+    def table(self, slots: list[int]) -> Any:
+        chosen = [self.slots[s] for s in slots]
+        arrays = [slot.array for slot in chosen]
+        table = kernels.SegmentTable([slot.address for slot in chosen],
+                                     [slot.size for slot in chosen],
+                                     kernels.DTYPE_CODES[chosen[0].dtype.name],
+                                     None if any(a is None for a in arrays) else arrays)
+        for role in self.buffers:
+            self.point(table, slots, role)
+        return table
+
+    def point(self, table: Any, slots: list[int], role: str) -> None:
+        base = self.buffers[role].ctypes.data
+        table.set_state(self.rule.slot(role), [base + self.offsets[s] for s in slots])
+
+    def view(self, s: int, role: str) -> np.ndarray:
+        """Parameter ``s``'s slice of ``role``'s buffer: 1-D, the parameter's dtype."""
+        slot = self.slots[s]
+        start = self.offsets[s]
+        return self.buffers[role][start:start + slot.size * slot.dtype.itemsize].view(slot.dtype)
+
+    def nbytes(self) -> int:
+        return sum(buffer.nbytes for buffer in self.buffers.values())
+
+    # ------------------------------------------------------------------ stepping
+    def ensure(self, run: Run, slots: list[int], roles: tuple[str, ...], h: Hypers) -> frozenset[str]:
+        """Give ``slots`` (which share their status) every role in ``roles``: a buffer for the
+        group where there is none yet, filled with the role's initial value for these slots.
+        Returns the roles just initialised."""
+        live = self.live[slots[0]]
+        if live.issuperset(roles):
+            return _NOTHING
+        fresh = frozenset(roles) - live
+        for role in fresh:
+            zeroed = self.allocate(role)
+            value = self.rule.role(role).start(h)
+            if value != 0 or not zeroed:
+                for s in slots:
+                    self.view(s, role).fill(value)
+        joined = live | fresh
+        for s in slots:
+            self.live[s] = joined
+        self.version += 1
+        return fresh
+
+    def allocate(self, role: str) -> bool:
+        """A buffer for ``role`` over the members, if there is none; whether it is new (and
+        so zeros)."""
+        if role in self.buffers:
+            return False
+        last = self.members[-1]
+        nbytes = self.offsets[last] + self.slots[last].size * self.slots[last].dtype.itemsize
+        self.buffers[role] = aligned_zeros(nbytes)
+        for run in self.runs:
+            run.point(role)
+        return True
+
+    def step(self, run: Run, table: Any, slots: list[int], h: Hypers, roles: tuple[str, ...],
+             mask: int, kernel: int, grad_scale: float) -> None:
+        """One kernel call over ``slots`` (bound to ``table``, gradients bound)."""
+        fresh = self.ensure(run, slots, roles, h)
+        first = slots[0]
+        t = int(self.steps[first]) + 1
+        scalars = run_rule(self.rule, kernel, table, h, t,
+                           {name: v[first] for name, v in self.scalars.items()}, fresh, mask,
+                           grad_scale)
+        whole = table is run.table
+        where = run.where if whole else np.array(slots)
+        if self.rule.counts_steps:
+            self.steps[where] = t
+        for name, value in scalars.items():
+            self.scalars[name][where] = value
+        if not (whole and run.uniform):
+            run.uniform = self.same_status(run.slots)
+
+    # ------------------------------------------------------------------ state
+    def entry(self, s: int) -> tuple[int, dict[str, np.floating], dict[str, np.ndarray]]:
+        """(step, scalars, role -> view) of parameter ``s``."""
+        return (int(self.steps[s]), {name: v[s] for name, v in self.scalars.items()},
+                {role: self.view(s, role) for role in self.rule.role_names if role in self.live[s]})
+
+    def load(self, s: int, step: int, scalars: Mapping[str, Any], roles: Iterable[str]) -> None:
+        """Set parameter ``s``'s status; the front end then copies the arrays of ``roles`` into
+        :meth:`view` (buffers are allocated here, the values are the caller's)."""
+        roles = frozenset(roles)
+        if roles and s not in self.offsets:
+            self.lay_out([s])
+        for role in roles:
+            self.allocate(role)
+        self.steps[s] = step
+        for name, spec in zip(self.scalars, self.rule.scalars):
+            self.scalars[name][s] = scalars.get(name, spec.start())
+        self.live[s] = roles
+        self.version += 1
+
+    def settle(self) -> None:
+        """Recompute which runs step as one after statuses were set from outside."""
+        for run in self.runs:
+            run.uniform = self.same_status(run.slots)

@@ -1,0 +1,54 @@
+"""Hyper-parameters checked at every step, remembered while they stay the same objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from operator import is_
+from typing import Any
+
+from ..rules import Rule
+from ..rules.base import Hypers
+
+_IMMUTABLE = (bool, int, float, str, type(None))
+Checked = tuple[Hypers, tuple[str, ...], int]
+
+
+def _immutable(value: Any) -> bool:
+    if type(value) is tuple:
+        return all(_immutable(v) for v in value)
+    return type(value) in _IMMUTABLE
+
+
+class HyperMemo:
+    """A rule's checked hyper-parameters, the roles they use and the kernel's mask of those
+    roles, per group, remembered while
+    the group's values are the very objects last checked (a step checks every group, and
+    schedules change values between steps).
+
+    Only immutable values are remembered, and by identity: a list changed in place, a tensor
+    ``lr`` that a schedule fills in place, or a new value equal to the old, is checked again.
+    """
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.keys = tuple(h.name for h in rule.hypers)
+        # group -> (its raw values, (checked hyper-parameters, roles used, their mask))
+        self.memo: dict[int, tuple[tuple, Checked]] = {}
+
+    def __call__(self, g: int, group: Mapping[str, Any]) -> Checked:
+        values = tuple([group[key] for key in self.keys])
+        checked = self.memo.get(g)
+        # Identity, not equality: 1 == 1.0 == True, but a bool is no learning rate.
+        if checked is not None and all(map(is_, values, checked[0])):
+            return checked[1]
+        h = self.rule.check_group(group)
+        roles = self.rule.roles_used(h)
+        result = h, roles, self.rule.role_mask(roles)
+        if _immutable(values):
+            self.memo[g] = (values, result)
+        else:
+            self.memo.pop(g, None)
+        return result
+
+    def forget(self) -> None:
+        self.memo.clear()

@@ -1,0 +1,105 @@
+"""The reference optimizer classes: parameter groups, per-parameter state and step counts
+around a reference function, one class per rule of :mod:`fastopt.rules`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..rules import Rule
+from .state import State
+
+
+class ReferenceOptimizer:
+    """Holds parameter groups and per-parameter state around the reference function its rule
+    names (looked up in :mod:`fastopt.reference` at every step, so a test may swap it).
+
+    ``param_groups`` is a list of dicts with ``"params"`` (a list of arrays) and every
+    hyper-parameter; values are read at each step, so changing them between steps takes
+    effect at the next one. ``state[i]`` and ``step_counts[i]`` belong to the i-th
+    parameter in group order (group 0's parameters first). It checks only what would
+    otherwise give a silently wrong answer (gradient count, shape and dtype); full input
+    validation belongs to ``fastopt.optim``.
+    """
+
+    rule: Rule
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: list[State] = []
+        self.step_counts: list[int] = []
+        params = list(params)
+        if not params:
+            raise ValueError("params: expected a non-empty list of arrays or groups, got []")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        for group in params:
+            self.add_param_group(group)
+
+    def _function(self) -> Callable[..., None]:
+        return getattr(importlib.import_module(__package__), self.rule.reference)
+
+    def _keywords(self) -> Any:
+        """The keywords of the rule's function as the package defines it (a swapped-in one
+        takes the same)."""
+        return inspect.signature(importlib.import_module(__package__).FUNCTIONS[
+            self.rule.reference]).parameters
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        group = dict(param_group)
+        params = group["params"]
+        group["params"] = [params] if isinstance(params, np.ndarray) else list(params)
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        self.param_groups.append(group)
+        h = self.rule.check_group(group)
+        for param in group["params"]:
+            # Roles torch creates with the optimizer (Adagrad's sum), from their initial value.
+            self.state.append({role: np.full_like(param, self.rule.role(role).start(h))
+                               for role in self.rule.roles_at_construction(h)})
+            self.step_counts.append(0)
+
+    def step(self, grads: Sequence[np.ndarray]) -> None:
+        """Apply one update to every parameter; ``grads`` in parameter order."""
+        params = [param for group in self.param_groups for param in group["params"]]
+        grads = list(grads)
+        if len(grads) != len(params):
+            raise ValueError(f"grads: expected {len(params)} gradients, got {len(grads)}")
+        for i, (param, grad) in enumerate(zip(params, grads)):
+            # NumPy would broadcast a wrong shape and upcast a wrong dtype without a word.
+            if grad.shape != param.shape or grad.dtype != param.dtype:
+                raise ValueError(
+                    f"grads[{i}]: expected shape {param.shape} and dtype {param.dtype}, "
+                    f"got shape {grad.shape} and dtype {grad.dtype}")
+        function, keywords, i = self._function(), self._keywords(), 0
+        for group in self.param_groups:
+            # The rule's own keywords: Adagrad's takes no initial_accumulator_value, SGD's no step.
+            hypers = {name: group[name] for name in self.defaults if name in keywords}
+            for param in group["params"]:
+                self.step_counts[i] += 1
+                step = {"step": self.step_counts[i]} if "step" in keywords else {}
+                function(param, grads[i], self.state[i], **step, **hypers)
+                i += 1
+
+
+def reference_class(rule: Rule) -> type[ReferenceOptimizer]:
+    """The reference class of ``rule``: the rule's name, signature and defaults over the
+    function it names."""
+    signature = rule.signature()
+
+    def __init__(self: ReferenceOptimizer, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(*args, **kwargs).arguments
+        params = bound.pop("params")
+        ReferenceOptimizer.__init__(self, params, rule.defaults(**bound))
+
+    return type(rule.name, (ReferenceOptimizer,), {
+        "rule": rule, "__init__": __init__,
+        "__signature__": signature, "__module__": "fastopt.reference", "__qualname__": rule.name,
+        "__doc__": f"Reference {rule.name} (see :func:`fastopt.reference.{rule.reference}`)."})

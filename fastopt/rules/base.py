@@ -1,0 +1,244 @@
+"""What an update rule is: hyper-parameters, state roles, scalar state, and per-step scalars.
+
+A :class:`Rule` is data. Everything that depends on a rule is derived from it: the NumPy
+optimizer classes and their signatures, the functional API, the torch classes, the reference
+classes' constructors, the benchmark's byte counts, the docs' tables and the engine's state
+handling. Its arithmetic lives in two places only, written independently: its kernel
+(``fastopt/_kernels/rules/<kernel>.pxi``) and its reference function (``fastopt.reference``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections import namedtuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from .. import validation
+
+Hypers = tuple  # a group's checked hyper-parameters: a named tuple per rule (``h.lr``)
+Args = dict[str, Any]  # a kernel call's arguments by the names of its C struct's fields
+
+
+def _always(h: Hypers) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A hyper-parameter: its name, its default and the constraint every value must meet."""
+
+    name: str
+    default: Any
+    check: Callable[[str, Any], Any]
+    keyword_only: bool = False  # after the ``*`` of the signature, as torch has maximize
+    initial_only: bool = False  # sets initial state only (Adagrad's initial_accumulator_value)
+    argument: bool = True  # False: in every group, but fixed by the class (AdamW's decoupling)
+
+
+@dataclass(frozen=True)
+class Role:
+    """An array of optimizer state, one element per parameter element.
+
+    ``used(h)`` says whether steps with hyper-parameters ``h`` read and write it; ``initial``
+    is the value it starts from (a number, or a function of the checked hyper-parameters);
+    ``at_construction`` creates it with the optimizer, before any step, as torch's Adagrad
+    does. The kernel receives the used roles in the rule's order as ``state[0..]``.
+    """
+
+    name: str
+    used: Callable[[Hypers], bool] = _always
+    initial: float | Callable[[Hypers], float] = 0.0
+    at_construction: bool = False
+
+    def start(self, h: Hypers) -> float:
+        return float(self.initial(h) if callable(self.initial) else self.initial)
+
+    @property
+    def optional(self) -> bool:
+        """Whether some hyper-parameters leave it unused."""
+        return self.used is not _always
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """Scalar state a rule keeps per parameter besides its arrays (NAdam's ``mu_product``):
+    its initial value, the precision it is kept in, its valid range, and how a step advances
+    it (``advance(h, t, value)``, for step ``t``)."""
+
+    name: str
+    initial: float
+    dtype: type[np.floating]
+    low: float
+    high: float
+    advance: Callable[[Hypers, int, np.floating], np.floating]
+
+    def start(self) -> np.floating:
+        return self.dtype(self.initial)
+
+    def check(self, name: str, value: Any) -> np.floating:
+        return validation.representable(name, value, self.dtype, self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One update rule. See the module docstring; the fields:
+
+    - ``hypers``: its hyper-parameters, in signature order (those a variant fixes, as AdamW
+      fixes ``decoupled_weight_decay=True``, are in every group but no argument);
+    - ``requires``: checks that involve several hyper-parameters (Nesterov needs momentum);
+    - ``roles``, ``scalars``: its state; ``counts_steps``: whether its state holds ``step``;
+    - ``kernel``: the name of its kernel, and ``kernel_args(h, t, scalars, fresh)`` the
+      kernel's arguments for step ``t`` (``fresh``: the roles initialised for this step), all
+      but ``grad_scale``, which the engine adds (negated where ``h.maximize``);
+    - ``uses_step``: whether those arguments depend on ``t`` (the functional API takes it);
+    - ``reference``: the name of its function in :mod:`fastopt.reference`;
+    - ``source``: where the rule is defined (``torch.optim.Adam``); ``torch_name``: its class
+      in ``torch.optim``, if torch has it;
+    - ``bench``: hyper-parameters the benchmark runs it with (otherwise the defaults).
+    """
+
+    name: str
+    summary: str
+    formula: str
+    hypers: tuple[Hyper, ...]
+    roles: tuple[Role, ...]
+    kernel: str
+    kernel_args: Callable[[Hypers, int, Mapping[str, np.floating], frozenset[str]], Args]
+    reference: str
+    source: str
+    torch_name: str | None = None
+    scalars: tuple[Scalar, ...] = ()
+    counts_steps: bool = True
+    uses_step: bool = True
+    requires: Callable[[Hypers], None] | None = None
+    bench: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        names = [h.name for h in self.hypers]
+        object.__setattr__(self, "_type", namedtuple(f"{self.name}Hypers", names))
+        object.__setattr__(self, "_role_index", {r.name: i for i, r in enumerate(self.roles)})
+
+    # ------------------------------------------------------------------ hyper-parameters
+    @property
+    def role_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.roles)
+
+    @property
+    def arguments(self) -> tuple[Hyper, ...]:
+        """The hyper-parameters a constructor takes, in signature order."""
+        return tuple(sorted((h for h in self.hypers if h.argument), key=lambda h: h.keyword_only))
+
+    def defaults(self, **values: Any) -> dict[str, Any]:
+        """Every hyper-parameter with its default, overridden by ``values``: the keys of a
+        parameter group."""
+        unknown = set(values) - {h.name for h in self.arguments}
+        if unknown:
+            raise TypeError(f"{self.name}: unexpected arguments {sorted(unknown)}")
+        return {h.name: values.get(h.name, h.default) for h in self.hypers}
+
+    def signature(self, first: str = "params") -> inspect.Signature:
+        """``(params, <hyper-parameters with defaults>, *, <keyword-only ones>)``."""
+        kinds = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+        return inspect.Signature(
+            [inspect.Parameter(first, kinds[0])]
+            + [inspect.Parameter(h.name, kinds[h.keyword_only], default=h.default)
+               for h in self.arguments])
+
+    def check_group(self, group: Mapping[str, Any]) -> Hypers:
+        """The group's hyper-parameters checked, as a named tuple (``h.lr``, ``h.betas``)."""
+        h = self._type(*[hyper.check(hyper.name, group[hyper.name]) for hyper in self.hypers])
+        if self.requires is not None:
+            self.requires(h)
+        return h
+
+    def canonical(self, group: dict[str, Any], h: Hypers) -> None:
+        """Store checked pairs in their canonical form: ``betas`` as a tuple of floats, as torch
+        stores it, whatever sequence was given."""
+        for hyper in self.hypers:
+            if isinstance(hyper.check, validation.Pair):
+                group[hyper.name] = getattr(h, hyper.name)
+
+    # ------------------------------------------------------------------ state
+    def roles_used(self, h: Hypers) -> tuple[str, ...]:
+        return tuple(r.name for r in self.roles if r.used(h))
+
+    def roles_at_construction(self, h: Hypers) -> tuple[str, ...]:
+        return tuple(r.name for r in self.roles if r.at_construction and r.used(h))
+
+    def role_mask(self, roles: tuple[str, ...]) -> int:
+        """The kernel's bit mask of the state slots ``roles`` occupy."""
+        return sum(1 << self.slot(name) for name in roles)
+
+    def role(self, name: str) -> Role:
+        return self.roles[self._role_index[name]]
+
+    def slot(self, name: str) -> int:
+        """The kernel's state slot of role ``name``: its place in :attr:`roles`."""
+        return self._role_index[name]
+
+    def initial_scalars(self) -> dict[str, np.floating]:
+        return {s.name: s.start() for s in self.scalars}
+
+    def advance(self, h: Hypers, t: int, scalars: Mapping[str, np.floating]) -> dict[str, np.floating]:
+        """The scalar state after step ``t`` from its value before it."""
+        return {s.name: s.advance(h, t, scalars[s.name]) for s in self.scalars}
+
+    def args(self, h: Hypers, t: int, scalars: Mapping[str, np.floating], fresh: frozenset[str],
+             grad_scale: float = 1.0) -> Args:
+        """The kernel's arguments for step ``t``, reading ``grad_scale · g`` as the gradient
+        (−grad_scale to maximize)."""
+        args = self.kernel_args(h, t, scalars, fresh)
+        args["grad_scale"] = -grad_scale if getattr(h, "maximize", False) else grad_scale
+        return args
+
+    def access(self, h: Hypers) -> tuple[int, int]:
+        """Arrays a step reads and writes per element: the parameter, the gradient (read
+        only) and each state role in use."""
+        roles = len(self.roles_used(h))
+        return 2 + roles, 1 + roles
+
+    def variant(self, name: str, *, summary: str, source: str, torch_name: str | None,
+                defaults: Mapping[str, Any] = MappingProxyType({}),
+                fixed: Mapping[str, Any] = MappingProxyType({})) -> Rule:
+        """The same rule under another name, with other defaults and some hyper-parameters
+        fixed (AdamW is Adam with decoupled weight decay and λ = 1e-2)."""
+        hypers = tuple(
+            replace(h, default=fixed[h.name], argument=False) if h.name in fixed
+            else replace(h, default=defaults.get(h.name, h.default)) for h in self.hypers)
+        return replace(self, name=name, summary=summary, source=source, torch_name=torch_name,
+                       hypers=hypers)
+
+
+# ---------------------------------------------------------------------- shared pieces
+LR = validation.Real()
+NON_NEGATIVE = validation.Real()
+UNIT = validation.Real(high=1.0)  # [0, 1]
+BETAS = validation.Pair(validation.Real(high=1.0, high_open=True))  # each in [0, 1)
+FLAG = validation.Flag()
+
+
+def maximize() -> Hyper:
+    return Hyper("maximize", False, FLAG, keyword_only=True)
+
+
+def weight_decay_terms(lr: float, weight_decay: float, decoupled: bool) -> dict[str, float]:
+    """The kernels' L2 coefficient and factor on p: (λ, 1), or (0, 1 − γ λ) when decoupled."""
+    if decoupled:
+        return {"weight_decay": 0.0, "decay": 1.0 - lr * weight_decay}
+    return {"weight_decay": weight_decay, "decay": 1.0}
+
+
+def bias_correction(beta: float, t: int) -> float:
+    """1 − βᵗ, in double."""
+    return 1.0 - beta**t
+
+
+def root_bias_correction(beta: float, t: int) -> float:
+    """√(1 − βᵗ), in double."""
+    return math.sqrt(1.0 - beta**t)

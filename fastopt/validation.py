@@ -1,0 +1,197 @@
+"""The one vocabulary of argument checks: hyper-parameters, schedule arguments, arrays.
+
+A constraint is data (``Real(high=1.0, high_open=True)``, ``Flag()``, ``Pair(Real())``) and is
+called with the argument's name and value: it returns the value in canonical form or raises
+``TypeError`` (the wrong kind of thing) or ``ValueError`` (the right kind, a wrong value) with a
+message naming the argument, what was expected and what was given. Rules, schedules, clipping
+and the front ends all check through these, so one argument is refused alike everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _real_value(name: str, value: Any) -> Any:
+    """``value`` if it is a real number; the number held by a one-element tensor or array (torch
+    accepts ``lr=torch.tensor(0.01)``); otherwise TypeError."""
+    if isinstance(value, numbers.Real) and not _is_bool(value):
+        return value
+    size = getattr(value, "numel", None) or getattr(value, "size", None)
+    dtype = getattr(value, "dtype", None)
+    if size is not None and dtype is not None and not _is_bool(value):
+        count = size() if callable(size) else size
+        kind = getattr(dtype, "is_floating_point", None)
+        floating = kind if isinstance(kind, bool) else np.dtype(dtype).kind in "fiu"
+        if count == 1 and floating and "bool" not in str(dtype):
+            return float(value.item() if hasattr(value, "item") else value)
+        if count != 1:
+            raise ValueError(f"{name}: expected a number or a one-element tensor, got "
+                             f"{count} elements")
+    raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class Real:
+    """A finite real number in an interval (by default ``>= 0``).
+
+    Returns it as a Python float, or unchanged with ``exact=True`` (schedules keep the user's
+    numbers, so that their arithmetic is torch's to the last bit).
+    """
+
+    low: float = 0.0
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    exact: bool = False
+
+    def __call__(self, name: str, value: Any) -> Any:
+        # Checked at every step: plain floats skip the abstract-class checks.
+        if type(value) is not float and type(value) is not int:
+            value = _real_value(name, value)
+        x = float(value)
+        if not (self._above(x) and self._below(x)) or math.isinf(x):
+            raise ValueError(f"{name}: expected {self.describe()}, got {value!r}")
+        return value if self.exact else x
+
+    def _above(self, x: float) -> bool:
+        return x > self.low if self.low_open else x >= self.low
+
+    def _below(self, x: float) -> bool:
+        return x < self.high if self.high_open else x <= self.high
+
+    def describe(self) -> str:
+        low, high = math.isfinite(self.low), math.isfinite(self.high)
+        if low and high:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"a number in {left}{self.low:g}, {self.high:g}{right}"
+        if low:
+            return f"a finite number {'>' if self.low_open else '>='} {self.low:g}"
+        if high:
+            return f"a finite number {'<' if self.high_open else '<='} {self.high:g}"
+        return "a finite number"
+
+
+@dataclass(frozen=True)
+class Integer:
+    """A whole number ``>= minimum`` (a bool is not one)."""
+
+    minimum: int = 0
+
+    def __call__(self, name: str, value: Any) -> int:
+        if not isinstance(value, numbers.Integral) or _is_bool(value):
+            raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+        if value < self.minimum:
+            raise ValueError(f"{name}: expected an integer >= {self.minimum}, got {value!r}")
+        return int(value)
+
+    def describe(self) -> str:
+        return f"an integer >= {self.minimum}"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A bool (NumPy's included); 0 and 1 are refused: they are no switch."""
+
+    def __call__(self, name: str, value: Any) -> bool:
+        if type(value) is not bool and not isinstance(value, np.bool_):
+            raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+        return bool(value)
+
+    def describe(self) -> str:
+        return "True or False"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a few strings."""
+
+    options: tuple[str, ...]
+
+    def __call__(self, name: str, value: Any) -> str:
+        if value not in self.options:
+            raise ValueError(
+                f"{name}: expected one of {', '.join(map(repr, self.options))}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(map(repr, self.options))
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two values, each meeting ``item`` (``betas``); returned as a tuple."""
+
+    item: Any
+
+    def __call__(self, name: str, value: Any) -> tuple[Any, Any]:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"{name}: expected a pair, got {value!r}")
+        return self.item(f"{name}[0]", value[0]), self.item(f"{name}[1]", value[1])
+
+    def describe(self) -> str:
+        return f"a pair, each {self.item.describe()}"
+
+
+def step_count(name: str, value: Any) -> int:
+    """A step count: a whole number >= 0 (torch keeps it as a float; an integral one is fine)."""
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a whole number, got {type(value).__name__}")
+    if not math.isfinite(value) or not float(value).is_integer() or value < 0:
+        raise ValueError(f"{name}: expected a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def representable(name: str, value: Any, dtype: type[np.floating], low: float,
+                  high: float) -> np.floating:
+    """A real number in [low, high] that ``dtype`` holds exactly, returned as that type (a
+    rounded value would not be the state that was saved)."""
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    x = float(value)
+    if not low <= x <= high:
+        raise ValueError(f"{name}: expected a number in [{low:g}, {high:g}], got {value!r}")
+    if float(dtype(x)) != x:
+        raise ValueError(
+            f"{name}: expected a value that {np.dtype(dtype).name} holds exactly, got {value!r}")
+    return dtype(x)
+
+
+def array(name: str, a: Any, *, writable: bool = True) -> np.ndarray:
+    """A C-contiguous, aligned float32/float64 ndarray (writable unless told otherwise)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        raise ValueError(
+            f"{name}: expected a C-contiguous, aligned array, got strides {a.strides} "
+            "(a copy would not be the caller's array)")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"{name}: expected a writable array, got a read-only one")
+    return a
+
+
+def like(name: str, a: Any, reference: np.ndarray, reference_name: str, **kw: Any) -> np.ndarray:
+    """An array as :func:`array` with exactly the shape and dtype of ``reference``."""
+    array(name, a, **kw)
+    if a.dtype != reference.dtype:
+        raise TypeError(f"{name}: expected dtype {reference.dtype} ({reference_name}'s), got {a.dtype}")
+    if a.shape != reference.shape:
+        raise ValueError(f"{name}: expected shape {reference.shape} ({reference_name}'s), got {a.shape}")
+    return a
+
+
+real = Real()  # a finite number >= 0: the most common constraint, callable as a function
+flag = Flag()
