@@ -119,40 +119,31 @@ CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
 
 # One representative "everything on" configuration per optimizer class, for tests that need
-# each class once (threads, state-dict round trips with every kind of state).
+# each class once (threads, state-dict round trips with every kind of state); a class without
+# a hand-picked one is represented by its last configuration in CONFIGS.
 PER_CLASS = [
     CONFIG_BY_ID[i]
     for i in ("sgd-momentum-wd-maximize", "sgd-nesterov", "sgd", "adagrad-all", "rmsprop-all",
               "rmsprop", "adam-all", "adam-decoupled", "adamw-amsgrad-wd-maximize", "adamw",
               "adadelta-all", "adamax-all", "nadam-all")
 ]
+PER_CLASS += list({c.name: c for c in CONFIGS if c.name not in {p.name for p in PER_CLASS}}.values())
 PER_CLASS_IDS = [c.id for c in PER_CLASS]
 
-# The per-parameter state keys that API_SPEC.md promises (after at least one step).
+
+def rule_of(config: Config):
+    from fastopt.rules import RULES
+
+    return RULES[config.name]
+
+
 def expected_state_keys(config: Config) -> set:
-    kw = config.kwargs
-    if config.name == "SGD":
-        return {"momentum_buffer"} if kw.get("momentum", 0.0) != 0 else set()
-    if config.name == "Adagrad":
-        return {"step", "sum"}
-    if config.name == "RMSprop":
-        keys = {"step", "square_avg"}
-        if kw.get("momentum", 0.0) > 0:
-            keys.add("momentum_buffer")
-        if kw.get("centered", False):
-            keys.add("grad_avg")
-        return keys
-    if config.name == "Adadelta":
-        return {"step", "square_avg", "acc_delta"}
-    if config.name == "Adamax":
-        return {"step", "exp_avg", "exp_inf"}
-    if config.name == "NAdam":
-        return {"step", "mu_product", "exp_avg", "exp_avg_sq"}
-    assert config.name in ("Adam", "AdamW"), config
-    keys = {"step", "exp_avg", "exp_avg_sq"}
-    if kw.get("amsgrad", False):
-        keys.add("max_exp_avg_sq")
-    return keys
+    """The per-parameter state keys the rule documents (after at least one step): ``step``
+    for rules that count steps, their scalar state, and the roles these options use."""
+    rule = rule_of(config)
+    h = rule.check_group(rule.defaults(**{k: v for k, v in config.kwargs.items()}))
+    return ({"step"} if rule.counts_steps else set()) | {s.name for s in rule.scalars} | set(
+        rule.roles_used(h))
 
 
 # Per-group scalar state: per parameter in state dicts (like "step"), but no array.

@@ -77,8 +77,7 @@ def _params_cases():
 PARAMS_CASES = list(_params_cases())
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta",
-                                  "Adamax", "NAdam"])
+@pytest.mark.parametrize("name", list(fastopt.OPTIMIZERS))
 @pytest.mark.parametrize(("case", "make", "exc", "match"), PARAMS_CASES,
                          ids=[c[0] for c in PARAMS_CASES])
 def test_constructor_refuses_bad_params(name, case, make, exc, match):

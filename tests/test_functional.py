@@ -1,7 +1,6 @@
 """fastopt.functional: the kernels on caller-owned arrays.
 
-Proves that each functional update (sgd_, adagrad_, rmsprop_, adam_, adadelta_, adamax_,
-nadam_) applied for 50 steps to one parameter with caller-owned state gives bitwise the
+Proves that each functional update (``<rule>_``: sgd_, adam_, ...) applied for 50 steps to one parameter with caller-owned state gives bitwise the
 parameters and state (NAdam's mu_product included) of the matching optimizer class, for every
 configuration in ``conftest.CONFIGS`` and both dtypes; and that it validates its inputs like
 the classes (mismatched shapes or dtypes, non-contiguous or read-only state, aliasing between
@@ -18,59 +17,29 @@ import pytest
 import fastopt
 from fastopt import functional as F
 
-from conftest import CONFIGS, CONFIG_IDS, GradStream, assert_arrays_equal, snapshot
+from conftest import CONFIGS, CONFIG_IDS, GradStream, assert_arrays_equal, rule_of, snapshot
 
 SHAPE = (33, 31)
 STEPS = 50
 
 
 def run_functional(config, param, grads_at):
-    """Apply the functional rule of `config` for STEPS steps; return its state arrays."""
-    kw = dict(config.kwargs)
-    zeros = lambda: np.zeros_like(param)  # noqa: E731
-    if config.name == "SGD":
-        state = {"momentum_buffer": zeros()} if kw.get("momentum", 0.0) != 0 else {}
-        for t in range(1, STEPS + 1):
-            F.sgd_(param, grads_at(t), state.get("momentum_buffer"), step=t, **kw)
-    elif config.name == "Adagrad":
-        init = kw.pop("initial_accumulator_value", 0.0)
-        state = {"sum": np.full_like(param, init)}
-        for t in range(1, STEPS + 1):
-            F.adagrad_(param, grads_at(t), state["sum"], step=t, **kw)
-    elif config.name == "RMSprop":
-        state = {"square_avg": zeros()}
-        if kw.get("momentum", 0.0) > 0:
-            state["momentum_buffer"] = zeros()
-        if kw.get("centered", False):
-            state["grad_avg"] = zeros()
-        for t in range(1, STEPS + 1):
-            F.rmsprop_(param, grads_at(t), state["square_avg"], state.get("momentum_buffer"),
-                       state.get("grad_avg"), **kw)
-    elif config.name == "Adadelta":
-        state = {"square_avg": zeros(), "acc_delta": zeros()}
-        for t in range(1, STEPS + 1):
-            F.adadelta_(param, grads_at(t), state["square_avg"], state["acc_delta"], **kw)
-    elif config.name == "Adamax":
-        state = {"exp_avg": zeros(), "exp_inf": zeros()}
-        for t in range(1, STEPS + 1):
-            F.adamax_(param, grads_at(t), state["exp_avg"], state["exp_inf"], step=t, **kw)
-    elif config.name == "NAdam":
-        state = {"exp_avg": zeros(), "exp_avg_sq": zeros(), "mu_product": np.ones((), np.float32)}
-        for t in range(1, STEPS + 1):
-            F.nadam_(param, grads_at(t), state["exp_avg"], state["exp_avg_sq"],
-                     state["mu_product"], step=t, **kw)
-    else:
-        assert config.name in ("Adam", "AdamW"), config
-        if config.name == "AdamW":
-            kw["decoupled_weight_decay"] = True
-            kw.setdefault("weight_decay", 1e-2)  # AdamW's default
-        state = {"exp_avg": zeros(), "exp_avg_sq": zeros()}
-        if kw.get("amsgrad", False):
-            state["max_exp_avg_sq"] = zeros()
-        for t in range(1, STEPS + 1):
-            F.adam_(param, grads_at(t), state["exp_avg"], state["exp_avg_sq"],
-                    state.get("max_exp_avg_sq"), step=t, **kw)
-    return state
+    """Apply the functional rule of `config` for STEPS steps with caller-owned state made as
+    the rule documents it (its roles in use, from their initial values; its scalar state as
+    0-d arrays); return that state."""
+    rule = rule_of(config)
+    h = rule.check_group(rule.defaults(**config.kwargs))
+    kw = {k: v for k, v in config.kwargs.items()
+          if not next(x for x in rule.hypers if x.name == k).initial_only}
+    roles = rule.roles_used(h)
+    state = {role: np.full_like(param, rule.role(role).start(h)) for role in roles}
+    scalars = {s.name: np.array(s.initial, s.dtype) for s in rule.scalars}
+    update = getattr(F, f"{config.name.lower()}_")
+    for t in range(1, STEPS + 1):
+        arrays = [state.get(role.name) for role in rule.roles]
+        step = {"step": t} if rule.uses_step else {}
+        update(param, grads_at(t), *arrays, *scalars.values(), **step, **kw)
+    return {**state, **scalars}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 import fastopt
 from fastopt import reference
+from fastopt.rules import RULES
+from fastopt.validation import Flag, Pair
 
 unit = st.floats(0.0, 0.999)
 small = st.floats(0.0, 0.5)
@@ -37,7 +39,35 @@ ADAMAX = st.builds(dict, lr=positive, betas=st.tuples(unit, unit), eps=st.floats
 NADAM = st.builds(dict, lr=positive, betas=st.tuples(unit, unit), eps=st.floats(1e-8, 1e-2),
                   weight_decay=small, momentum_decay=st.floats(0.0, 0.1),
                   decoupled_weight_decay=flag, maximize=flag).map(lambda kw: ("NAdam", kw))
-CONFIGS = st.one_of(SGD, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADADELTA, ADAMAX, NADAM)
+
+
+def _values(check):
+    """Values a constraint of fastopt.validation admits, kept small enough that no rule
+    overflows in a dozen steps."""
+    if isinstance(check, Flag):
+        return flag
+    if isinstance(check, Pair):
+        return st.tuples(_values(check.item), _values(check.item))
+    high = min(check.high, 0.5) - (1e-3 if check.high_open and check.high <= 0.5 else 0.0)
+    return st.floats(max(check.low, 1e-4 if check.low_open else 0.0), high)
+
+
+def _from_rule(rule):
+    """Any hyper-parameters the rule's constraints admit (lr at least 1e-4), for a rule that
+    has no hand-written strategy above; combinations a rule refuses are left out."""
+    def valid(kwargs):
+        try:
+            rule.check_group(rule.defaults(**kwargs))
+        except (TypeError, ValueError):
+            return False
+        return True
+    values = {h.name: positive if h.name == "lr" else _values(h.check) for h in rule.arguments}
+    return st.fixed_dictionaries(values).filter(valid).map(lambda kw: (rule.name, kw))
+
+
+WRITTEN = {"SGD", "Adagrad", "RMSprop", "Adam", "Adadelta", "Adamax", "NAdam"}
+CONFIGS = st.one_of(SGD, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADADELTA, ADAMAX, NADAM,
+                    *(_from_rule(rule) for name, rule in RULES.items() if name not in WRITTEN))
 SHAPES = st.lists(st.lists(st.integers(1, 40), max_size=3).map(tuple), min_size=1, max_size=5)
 
 

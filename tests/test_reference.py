@@ -16,6 +16,8 @@ torch = pytest.importorskip("torch")
 
 from fastopt import reference  # noqa: E402
 
+from conftest import CONFIGS  # noqa: E402
+
 STEPS = 150
 
 # 0-d, single element, small odd sizes that hit torch's scalar tail loops, and one
@@ -123,6 +125,11 @@ CASES = [
              decoupled_weight_decay=True, maximize=True),
     ),
 ]
+
+# A rule torch has that the hand-written cases above do not cover is compared in every
+# configuration conftest.CONFIGS has for it.
+CASES += [(c.name, dict(c.kwargs)) for c in CONFIGS
+          if hasattr(torch.optim, c.name) and c.name not in {name for name, _ in CASES}]
 
 # State kept as a scalar rather than an array: compared exactly, not as a trajectory.
 SCALAR_STATE = {"step", "mu_product"}
