@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+import numpy as np
+
 from .base import Hyper, Role, Rule, Scalar
 
 
@@ -23,4 +25,20 @@ def _collect() -> dict[str, Rule]:
 
 RULES: dict[str, Rule] = _collect()
 
-__all__ = ["RULES", "Rule", "Hyper", "Role", "Scalar"]
+
+def table() -> str:
+    """The catalogue as a Markdown table (the README's, between its ``<!-- rules -->``
+    markers): class, rule, arguments with their defaults, state per parameter, source."""
+    rows = ["| class | rule | arguments (defaults) | state per parameter | as in |",
+            "|---|---|---|---|---|"]
+    for rule in RULES.values():
+        arguments = ", ".join(f"{h.name}={h.default!r}" for h in rule.arguments)
+        state = [*(["`step`"] if rule.counts_steps else []),
+                 *(f"`{s.name}` ({np.dtype(s.dtype).name})" for s in rule.scalars),
+                 *(f"`{r.name}`" + (f" ({r.when})" if r.when else "") for r in rule.roles)]
+        rows.append(f"| `{rule.name}` | {rule.summary} | `{arguments}` | {', '.join(state)} "
+                    f"| `{rule.source}` |")
+    return "\n".join(rows)
+
+
+__all__ = ["RULES", "Rule", "Hyper", "Role", "Scalar", "table"]

@@ -55,6 +55,7 @@ class Role:
     used: Callable[[Hypers], bool] = _always
     initial: float | Callable[[Hypers], float] = 0.0
     at_construction: bool = False
+    when: str = ""  # ``used`` in words, for the docs ("amsgrad", "momentum ≠ 0")
 
     def start(self, h: Hypers) -> float:
         return float(self.initial(h) if callable(self.initial) else self.initial)
