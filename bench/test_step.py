@@ -9,9 +9,10 @@ Cases: one flat tensor of 10^3 .. 10^7 float32 elements per optimizer; a model-s
 import numpy as np
 import pytest
 import fastopt
-from fastopt import bench, reference
+from fastopt import reference
+from fastopt.bench import cases, model_shaped, optimizers
 
-OPTIMIZERS = list(bench.ACCESS)
+OPTIMIZERS = list(optimizers.NAMES)
 SIZES = [10**3, 10**5, 10**6, 10**7]
 
 
@@ -27,20 +28,20 @@ def test_single_tensor(benchmark, impl, name, size):
     param, grad = _pair(size)
     benchmark.group = f"{name} {size:.0e}"
     if impl == "torch":
-        step = bench._torch_step(name, param, grad)
+        step = cases.torch_step(name, param, grad)
         if step is None:
-            pytest.skip("torch is not installed")
+            pytest.skip(f"torch is not installed or has no {name}")
         benchmark(step[0])
         return
     module = fastopt if impl == "fastopt" else reference
-    opt = getattr(module, name)([param], **bench.OPTIONS.get(name, {}))
+    opt = getattr(module, name)([param], **optimizers.OPTIONS[name])
     grads = [grad]
     benchmark(opt.step, grads)
 
 
 @pytest.mark.parametrize("layout", ["200 tensors", "one segment", "torch fused"])
 def test_model_shaped(benchmark, layout):
-    shapes = bench.model_shapes()
+    shapes = model_shaped.model_shapes()
     rng = np.random.default_rng(1)
     params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]

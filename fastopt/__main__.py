@@ -1,55 +1,17 @@
 """Command line: ``python -m fastopt bench``, ``python -m fastopt demo
-[sine|landscapes|batch|digits|all]``, ``python -m fastopt config``, ``--version``."""
+[sine|landscapes|batch|digits|all]``, ``python -m fastopt config``, ``--version``.
+
+The sub-commands live in their packages (:mod:`fastopt.bench`, :mod:`fastopt.demos.cli`);
+the benchmark parses its own options, so that ``fastopt bench --help`` shows them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
 import fastopt
-
-DEMO_HELP = """\
-sine (the default) fits sin(3x) with a small network and prints its loss. The others write
-PNGs and Markdown tables to --out; they need the demo extra (pip install 'fastopt[demo]'):
-  landscapes  every optimizer on a quadratic, Rosenbrock's function and a saddle
-  batch       gradient descent vs SGD vs mini-batch on logistic regression
-  digits      a NumPy MLP on scikit-learn's digits (or MNIST with --mnist) per optimizer
-  all         landscapes, batch and digits
-"""
-
-
-def run_demo(args: argparse.Namespace) -> None:
-    if args.name == "sine":
-        from .demo import train
-
-        train(steps=args.steps or 2000, seed=args.seed)
-        return
-    from .demos import DEMOS
-
-    if args.threads is not None:
-        fastopt.set_num_threads(args.threads)
-
-    out = Path(args.out)
-    optimizers = args.optimizers.split(",") if args.optimizers else None
-    for name in DEMOS if args.name == "all" else (args.name,):
-        start = time.perf_counter()
-        print(f"== {name} ==")
-        if name == "landscapes":
-            from .demos import landscapes
-
-            landscapes.run(out, optimizers=optimizers, max_steps=args.steps, seed=args.seed)
-        elif name == "batch":
-            from .demos import batch
-
-            batch.run(out, epochs=args.epochs or 50, seed=args.seed)
-        else:
-            from .demos import digits
-
-            digits.run(out, optimizers=optimizers, epochs=args.epochs, seed=args.seed,
-                       mnist=args.mnist)
-        print(f"{name}: {time.perf_counter() - start:.1f} s\n")
+from fastopt.demos import cli as demo_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,45 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("bench", add_help=False,
                         help="time every optimizer against NumPy, torch and the roofline "
                              "(fastopt bench --help for its options)")
-    demo = commands.add_parser(
-        "demo", help="show fastopt training (default: a small network with fastopt.Adam)",
-        description=DEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("name", nargs="?", default="sine",
-                      choices=["sine", "landscapes", "batch", "digits", "all"])
-    demo.add_argument("--out", default="fastopt-demo", help="folder for PNGs and tables "
-                      "(default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--steps", type=int, help="sine: training steps (2000); landscapes: "
-                      "at most this many steps per optimizer")
-    demo.add_argument("--epochs", type=int, help="batch (50), digits (20; MNIST 8)")
-    demo.add_argument("--optimizers", help="landscapes, digits: comma-separated subset, "
-                      "e.g. Adam,SGD (default: all)")
-    demo.add_argument("--threads", type=int, help="fastopt's OpenMP threads (default: "
-                      "OpenMP's; on a busy machine 1, with OMP_NUM_THREADS=1 for NumPy's BLAS "
-                      "too, avoids threads competing for cores)")
-    demo.add_argument("--mnist", metavar="PATH", help="digits: train on MNIST instead, from a "
-                      "folder with the four IDX files (gzipped or not) or an .npz")
+    demo = demo_cli.add_parser(commands)
     commands.add_parser("config", help="show how this fastopt was built and runs")
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        from .bench import main as bench
+        from fastopt.bench import main as bench
 
         return bench(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
-        from .demos.data import DataError
-
-        try:
-            run_demo(args)
-        except DataError as error:
-            parser.exit(2, f"fastopt demo: error: {error}\n")
-        except ValueError as error:  # bad --optimizers
-            if not str(error).startswith("optimizers:"):
-                raise
-            parser.exit(2, f"fastopt demo: error: {error}\n")
-    else:
-        fastopt.show_config()
+        return demo_cli.main(args, demo)
+    fastopt.show_config()
     return 0
 
 

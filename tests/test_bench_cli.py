@@ -1,12 +1,13 @@
 """The benchmark CLI runs, reports every column, and its numbers hang together."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
 
-from fastopt import bench
+from fastopt.bench import cases, optimizers
 
 
 def test_bench_cli_json(tmp_path):
@@ -27,7 +28,7 @@ def test_bench_cli_json(tmp_path):
     for r in results:
         assert r["max_rel_deviation"] == 0.0  # the kernels are bitwise equal to the reference
         assert r["fastopt_s"] > 0 and r["numpy_s"] > 0 and r["roofline_s"] > 0
-        reads, writes = bench.ACCESS[r["optimizer"]]
+        reads, writes = optimizers.ACCESS[r["optimizer"]]
         assert r["gb_per_s"] == pytest.approx(r["gelem_per_s"] * 4 * (reads + writes))
 
 
@@ -43,11 +44,11 @@ def _quick(tmp_path, *extra):
 
 def test_bench_cli_torch_model(tmp_path):
     torch = pytest.importorskip("torch")
-    from fastopt import bench_torch
+    from fastopt.bench import torch_training
 
     proc, payload = _quick(tmp_path, "--threads", "1")
     assert "torch training Adam" in proc.stderr
-    shape = bench_torch.QUICK
+    shape = torch_training.QUICK
     assert f"torch training: {shape.layers} Linear layers" in proc.stdout
     assert "vs default  vs foreach  vs fused" in proc.stdout
     assert payload["config"]["threads"] == 1
@@ -60,7 +61,7 @@ def test_bench_cli_torch_model(tmp_path):
         assert (t["torch_version"], t["torch_threads"]) == (torch.__version__, 1)  # --threads
         assert t["fastopt_s"] > 0
         # Adam and SGD have all three torch paths on the CPU, fused included.
-        assert set(t["torch_s"]) == set(t["speedup"]) == set(bench_torch.TORCH_PATHS)
+        assert set(t["torch_s"]) == set(t["speedup"]) == set(torch_training.TORCH_PATHS)
         assert all(v > 0 for v in [*t["torch_s"].values(), *t["speedup"].values()])
 
 
@@ -73,20 +74,20 @@ def test_bench_cli_no_torch_model(tmp_path):
 
 def test_torch_model_counts_parameters_and_marks_a_missing_path():
     pytest.importorskip("torch")
-    from fastopt import bench_torch
+    from fastopt.bench import report, torch_training
 
-    shape = bench_torch.ModelShape(layers=3, width=8, batch=2)
-    model = bench_torch.build_model(shape)
+    shape = torch_training.ModelShape(layers=3, width=8, batch=2)
+    model = torch_training.build_model(shape)
     tensors = list(model.parameters())
     assert len(tensors) == shape.tensors
     assert sum(t.numel() for t in tensors) == shape.parameters
     # RMSprop has no fused CPU kernel: its column says so instead of failing the run.
-    results = bench_torch.run_torch_model("RMSprop", shape, rounds=1, budget=0.001)
-    assert [r.case for r in results] == list(bench_torch.CASES)
+    results = torch_training.run_torch_model("RMSprop", shape, rounds=1, budget=0.001)
+    assert [r.case for r in results] == list(torch_training.CASES)
     for r in results:
         assert r.torch_s["fused"] is None and r.speedup["fused"] is None
         assert r.torch_s["default"] > 0 and r.torch_s["foreach"] > 0
-    cells = bench_torch.format_torch_table(results).splitlines()[-1].split()
+    cells = report.format_torch_table(results).splitlines()[-1].split()
     assert cells[:2] == ["RMSprop", "training"] and cells[-1] == "-" and cells.count("-") == 2
 
 
@@ -95,7 +96,7 @@ def test_every_optimizer_has_an_access_pattern():
 
     exported = {name for name in dir(fastopt) if isinstance(getattr(fastopt, name), type)
                 and issubclass(getattr(fastopt, name), fastopt.Optimizer)} - {"Optimizer"}
-    assert exported == set(bench.ACCESS)
+    assert exported == set(optimizers.ACCESS)
 
 
 def test_max_rel_deviation_detects_a_difference(monkeypatch):
@@ -103,12 +104,51 @@ def test_max_rel_deviation_detects_a_difference(monkeypatch):
 
     param = np.linspace(-1, 1, 1000)
     grads = [np.full(1000, 0.1)] * 3
-    assert bench.max_rel_deviation("Adam", param, grads) == 0.0
-    original = bench.reference.Adam
+    assert cases.max_rel_deviation("Adam", param, grads) == 0.0
+    original = cases.reference.Adam
 
     def skewed(params, **kw):
         kw["lr"] = kw.get("lr", 1e-3) * 1.01
         return original(params, **kw)
 
-    monkeypatch.setattr(bench.reference, "Adam", skewed)
-    assert bench.max_rel_deviation("Adam", param, grads) > 1e-5
+    monkeypatch.setattr(cases.reference, "Adam", skewed)
+    assert cases.max_rel_deviation("Adam", param, grads) > 1e-5
+
+
+def test_every_rule_is_benchmarked_with_its_bench_options():
+    from fastopt.bench.cli import build_parser
+    from fastopt.rules import RULES
+
+    args = build_parser().parse_args([])
+    assert args.optimizers == list(RULES)
+    for name, rule in RULES.items():
+        assert optimizers.OPTIONS[name] == dict(rule.bench)
+    # SGD runs with momentum, so its momentum buffer is read and written too.
+    assert optimizers.OPTIONS["SGD"]["momentum"] and optimizers.ACCESS["SGD"] == (3, 2)
+    assert optimizers.ACCESS["Adam"] == (4, 3)
+
+
+def test_a_rule_torch_lacks_shows_dashes_in_the_torch_columns(monkeypatch):
+    import dataclasses
+
+    import numpy as np
+
+    from fastopt.bench import report
+    from fastopt.rules import RULES
+
+    monkeypatch.setitem(RULES, "Adam", dataclasses.replace(RULES["Adam"], torch_name=None))
+    result = cases.run_case("Adam", np.dtype(np.float32), 1000, rounds=1, budget=0.001)
+    assert result.torch_s is result.torch_path is result.speedup_torch is None
+    assert result.max_rel_deviation == 0.0 and result.fastopt_s > 0
+    cells = report.format_table([result]).splitlines()[-1].split()
+    assert cells[-3:-1] == ["-", "-"]  # vs torch, torch path
+    if importlib.util.find_spec("torch") is None:
+        return
+    from fastopt.bench import torch_training
+
+    shape = torch_training.ModelShape(layers=2, width=8, batch=2)
+    for r in torch_training.run_torch_model("Adam", shape, rounds=1, budget=0.001):
+        assert r.fastopt_s > 0
+        assert set(r.torch_s.values()) == set(r.speedup.values()) == {None}
+    cells = report.format_torch_table([r]).splitlines()[-1].split()
+    assert cells[-6:] == ["-"] * 6

@@ -12,7 +12,9 @@ of 448×448 (100 float32 tensors, ~10^7 parameters), batch 16, every optimizer a
 with ``fastopt.torch.<name>`` and with ``torch.optim.<name>`` on its default for-loop
 (``foreach=False``), ``foreach=True`` and ``fused=True`` (torch has a fused CPU kernel for some
 optimizers only: ``None`` / '-' for the others). Each contender trains its own copy of the same
-model. Ratios are torch time / fastopt time, medians of per-round ratios.
+model. Ratios are torch time / fastopt time, medians of per-round ratios. Every optimizer of
+:mod:`fastopt.torch` is timed; one that ``torch.optim`` lacks (its rule has no ``torch_name``)
+has None / '-' for every torch path.
 
 Imported only where torch is installed; fastopt itself never needs torch.
 """
@@ -22,13 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-import fastopt
 import fastopt.torch
-from fastopt.bench import OPTIONS, _align, _ratio, _rounds, _time
+
+from .optimizers import OPTIONS, torch_class
+from .timing import medians, ratio, run_rounds
 
 # torch.optim's CPU paths, by the name the tables use.
 TORCH_PATHS: dict[str, dict[str, bool]] = {
@@ -106,17 +108,22 @@ def batch(shape: ModelShape, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]
 def contender(name: str, impl: str, shape: ModelShape, x: torch.Tensor,
               y: torch.Tensor) -> dict[str, Callable[[], None]] | None:
     """A fresh model and optimizer (``impl``: "fastopt" or a ``TORCH_PATHS`` key) with its
-    gradients computed once, as ``{"step": ..., "training": ...}``; None where torch refuses
-    the path for this optimizer."""
-    model = build_model(shape)
-    options = {**OPTIONS.get(name, {}), "lr": LR}
+    gradients computed once, as ``{"step": ..., "training": ...}``; None where torch lacks the
+    optimizer or refuses the path for it."""
+    options = {**OPTIONS[name], "lr": LR}
     if impl == "fastopt":
-        opt = getattr(fastopt.torch, name)(model.parameters(), **options)
+        cls, path = fastopt.torch.OPTIMIZERS[name], {}
     else:
-        try:
-            opt = getattr(torch.optim, name)(model.parameters(), **options, **TORCH_PATHS[impl])
-        except (RuntimeError, TypeError, ValueError):  # e.g. no fused CPU kernel
-            return None
+        cls, path = torch_class(name), TORCH_PATHS[impl]
+    if cls is None:
+        return None
+    model = build_model(shape)
+    try:
+        opt = cls(model.parameters(), **options, **path)
+    except (RuntimeError, TypeError, ValueError):  # torch's, e.g. no fused CPU kernel
+        if impl == "fastopt":
+            raise  # fastopt refusing its own benchmark options is a bug to show
+        return None
 
     def training() -> None:
         opt.zero_grad()
@@ -133,31 +140,13 @@ def run_torch_model(name: str, shape: ModelShape, rounds: int, budget: float) ->
     x, y = batch(shape)
     impls = {impl: contender(name, impl, shape, x, y) for impl in ("fastopt", *TORCH_PATHS)}
     fns = {(case, impl): calls[case] for case in CASES for impl, calls in impls.items() if calls}
-    times = _rounds(fns, rounds, budget)
+    times = run_rounds(fns, rounds, budget)
+    t = medians(times)
     return [TorchResult(
         optimizer=name, case=case, layers=shape.layers, tensors=shape.tensors,
         parameters=shape.parameters, batch=shape.batch, torch_version=torch.__version__,
-        torch_threads=torch.get_num_threads(),
-        fastopt_s=float(np.median(times[case, "fastopt"])),
-        torch_s={p: float(np.median(times[case, p])) if impls[p] else None for p in TORCH_PATHS},
-        speedup={p: _ratio(times, (case, p), (case, "fastopt")) if impls[p] else None
+        torch_threads=torch.get_num_threads(), fastopt_s=t[case, "fastopt"],
+        torch_s={p: t[case, p] if impls[p] else None for p in TORCH_PATHS},
+        speedup={p: ratio(times, (case, p), (case, "fastopt")) if impls[p] else None
                  for p in TORCH_PATHS},
     ) for case in CASES]
-
-
-def format_torch_table(results: list[TorchResult]) -> str:
-    if not results:
-        return ""
-    r = results[0]
-    title = (f"torch training: {r.layers} Linear layers, {r.tensors} float32 tensors, "
-             f"{r.parameters:,} parameters, batch {r.batch}; torch {r.torch_version}, "
-             f"{r.torch_threads} threads, fastopt {fastopt.get_num_threads()}; "
-             "ratios: torch / fastopt")
-    rows = [("optimizer", "case", "fastopt", *TORCH_PATHS, *(f"vs {p}" for p in TORCH_PATHS))]
-    for r in results:
-        rows.append((
-            r.optimizer, r.case, _time(r.fastopt_s),
-            *(_time(t) if t is not None else "-" for t in r.torch_s.values()),
-            *(f"{s:.2f}x" if s is not None else "-" for s in r.speedup.values()),
-        ))
-    return title + "\n" + _align(rows)

@@ -1,0 +1,48 @@
+"""Timing: samples long enough to measure, rounds that interleave the contenders, medians.
+
+Every table of the benchmark is built from :func:`run_rounds` and :func:`ratio`: the
+contenders of a case run back to back in each round, and a ratio is the median of the
+per-round ratios, so a machine that slows down for a while (it is shared) slows all of them
+alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+
+Times = dict[Any, list[float]]  # seconds per call, one sample per round, by contender
+
+
+def sample(fn: Callable[[], Any], budget: float) -> float:
+    """Seconds per call of ``fn``, calling it often enough that one sample lasts ``budget``."""
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    calls = max(1, int(budget / max(once, 1e-7)))
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def run_rounds(contenders: dict[Any, Callable[[], Any]], rounds: int, budget: float) -> Times:
+    """Seconds per call of each contender, one sample per round, all of them in every round."""
+    times: Times = {key: [] for key in contenders}
+    for _ in range(rounds):
+        for key, fn in contenders.items():
+            times[key].append(sample(fn, budget))
+    return times
+
+
+def ratio(times: Times, key: Hashable, base: Hashable) -> float:
+    """Median over rounds of ``key``'s time / ``base``'s time in the same round."""
+    return float(np.median(np.array(times[key]) / np.array(times[base])))
+
+
+def medians(times: Times) -> dict[Any, float]:
+    """Each contender's median seconds per call."""
+    return {key: float(np.median(samples)) for key, samples in times.items()}
