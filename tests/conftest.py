@@ -114,6 +114,7 @@ CONFIGS = [
     _c("nadam-wd", "NAdam", lr=0.01, weight_decay=0.05),
     _c("nadam-all", "NAdam", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.1,
        momentum_decay=0.05, decoupled_weight_decay=True, maximize=True),
+    _c("radam", "RAdam", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.05, maximize=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}

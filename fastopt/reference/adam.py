@@ -1,4 +1,4 @@
-"""Reference rules of the Adam family: Adam (AMSGrad, AdamW), Adamax, NAdam. Each updates ONE
+"""Reference rules of the Adam family: Adam (AMSGrad, AdamW), Adamax, NAdam, RAdam. Each updates ONE
 parameter array in place, with its ``state`` (a dict of arrays under torch's key names,
 created on first use); see :mod:`fastopt.reference`."""
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from .state import State, zeros_on_first_use
 
-__all__ = ["adam", "adamax", "nadam"]
+__all__ = ["adam", "adamax", "nadam", "radam"]
 
 
 def adam(
@@ -178,3 +178,67 @@ def nadam(
     denom += eps
     param -= grad_coef * grad / denom
     param -= avg_coef * exp_avg / denom
+
+
+def radam(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state: State,
+    *,
+    step: int,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+) -> None:
+    """RAdam.
+
+    ::
+
+        g ← −g                                   if maximize
+        if λ ≠ 0:
+            g ← g + λ p    or, decoupled,    p ← p · (1 − γ λ)
+        m ← β₁ m + (1 − β₁) g
+        v ← β₂ v + (1 − β₂) g²
+        ρ∞ = 2 / (1 − β₂) − 1,  ρₜ = ρ∞ − 2 t β₂ᵗ / (1 − β₂ᵗ)            (double)
+        if ρₜ > 5:
+            r = √((ρₜ − 4)(ρₜ − 2) ρ∞ / ((ρ∞ − 4)(ρ∞ − 2) ρₜ))           (double)
+            p ← p − ((((m / (1 − β₁ᵗ)) · γ) · (√(1 − β₂ᵗ) / (√v + ε))) · r)
+        else:
+            p ← p − (m / (1 − β₁ᵗ)) · γ
+
+    evaluated in that order, in the parameter's dtype. ``step`` is t, the 1-based count of
+    this update. State: ``"exp_avg"`` (m) and ``"exp_avg_sq"`` (v), created when first needed.
+    """
+    lr, eps, weight_decay = map(float, (lr, eps, weight_decay))
+    beta1, beta2 = map(float, betas)
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
+
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            param *= 1 - lr * weight_decay
+        else:
+            grad = grad + weight_decay * param
+
+    exp_avg = zeros_on_first_use(state, "exp_avg", param)
+    exp_avg_sq = zeros_on_first_use(state, "exp_avg_sq", param)
+    exp_avg *= beta1
+    exp_avg += (1 - beta1) * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+
+    corrected = exp_avg / bias_correction1 * lr
+    if rho_t > 5:
+        rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
+                         / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        adaptive = math.sqrt(bias_correction2) / (np.sqrt(exp_avg_sq) + eps)
+        param -= corrected * adaptive * rect
+    else:
+        param -= corrected
