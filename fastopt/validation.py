@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +143,64 @@ class Pair:
 
     def describe(self) -> str:
         return f"a pair, each {self.item.describe()}"
+
+
+@dataclass(frozen=True)
+class Function:
+    """A callable: a user's function (``lr_lambda``, ``scale_fn``), or ``None`` if optional."""
+
+    optional: bool = False
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if self.optional and value is None:
+            return None
+        if not callable(value):
+            raise TypeError(f"{name}: expected {self.describe()}, got {type(value).__name__}")
+        return value
+
+    def describe(self) -> str:
+        return "a function or None" if self.optional else "a function"
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """Any iterable but a string (``milestones``), each item meeting ``item``; returned as a list.
+
+    Items are named by their index (``milestones[2]``), as :class:`Pair` names its two.
+    """
+
+    item: Any
+
+    def __call__(self, name: str, value: Any) -> list[Any]:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise TypeError(f"{name}: expected {self.describe()}, got {type(value).__name__}")
+        return [self.item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+    def describe(self) -> str:
+        return f"a list, each {self.item.describe()}"
+
+
+@dataclass(frozen=True)
+class PerGroup:
+    """One value per parameter group, each meeting ``item``; returned as a list of ``groups``.
+
+    A single value stands for every group; a list or tuple must hold exactly one per group
+    (torch's schedules take ``max_lr=0.1`` and ``max_lr=[0.1, 0.01]`` alike).
+    """
+
+    item: Any
+    groups: int
+
+    def __call__(self, name: str, value: Any) -> list[Any]:
+        if not isinstance(value, (list, tuple)):
+            return [self.item(name, value)] * self.groups
+        if len(value) != self.groups:
+            raise ValueError(f"{name}: expected one value per param group ({self.groups}), "
+                             f"got {len(value)} values")
+        return [self.item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+    def describe(self) -> str:
+        return f"{self.item.describe()}, or a list of {self.groups} (one per param group)"
 
 
 def step_count(name: str, value: Any) -> int:
