@@ -43,6 +43,7 @@ class Optimizer(torch.optim.Optimizer):
         self._params: list[list[torch.Tensor]] = []  # per group: its distinct parameters
         self._stepped: list[list[torch.Tensor]] = []  # per group: what the kernels step for each
         self._addresses: list[list[int]] = []  # per group: where each parameter was last seen
+        self._strides: list[list[tuple[int, ...]]] = []  # per group: its layout then
         self._views: list[list[dict[str, torch.Tensor]]] = []  # per group: each one's state
         self._versions: list[int] = []  # per group: the engine's version the views show
         self._dirty = False
@@ -86,6 +87,7 @@ class Optimizer(torch.optim.Optimizer):
         self._params.append(params)
         self._stepped.append(stepped)
         self._addresses.append([p.data_ptr() for p in params])
+        self._strides.append([t.stride() for t in stepped])
         self._views.append([{} for _ in params])
         self._versions.append(-1)
         self._sync_views()
@@ -119,19 +121,12 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         if self._dirty:
             self._take_state_in()
-        self._follow_moved_parameters()
+        active, addresses, scratch = self._gradients()
         checked = self._engine.check(self.param_groups)
-        active = [[p.grad is not None for p in params] for params in self._params]
-        scratch: list[torch.Tensor] = []
-        start = [0]
-        for params in self._params[:-1]:
-            start.append(start[-1] + len(params))
 
         def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
-            params, stepped = self._params[g], self._stepped[g]
-            table.bind_grad_addresses([
-                tensors.grad_address(f"params[{start[g] + s}]", params[s], stepped[s], scratch)
-                for s in slots])
+            where = addresses[g]
+            table.bind_grad_addresses([where[s] for s in slots])
 
         staged = [(p, t) for params, stepped, marks in zip(self._params, self._stepped, active)
                   for p, t, on in zip(params, stepped, marks) if on and t is not p]
@@ -145,30 +140,53 @@ class Optimizer(torch.optim.Optimizer):
         self._sync_views()
         return loss
 
-    def _follow_moved_parameters(self) -> None:
-        """A parameter whose memory was replaced (``p.data = ...``, a parametrization
-        registered) is stepped where it is now; one whose dtype or size changed cannot keep
-        its state, and says so."""
-        for g, (params, group) in enumerate(zip(self._params, self._engine.groups)):
-            moved = False
+    def _gradients(self) -> tuple[list[list[bool]], list[list[int]], list[torch.Tensor]]:
+        """Per group and parameter: whether it has a gradient, and the address of that
+        gradient's elements laid out as the stepped tensor's (copies so laid out, of those
+        that are not, kept alive in the last list). Every gradient is checked here, before
+        anything is stepped; a parameter whose memory was replaced is followed first."""
+        active, addresses, scratch = [], [], []
+        index = 0
+        for g, (params, stepped, seen) in enumerate(zip(self._params, self._stepped,
+                                                        self._addresses)):
+            marks, where = [False] * len(params), [0] * len(params)
             for s, p in enumerate(params):
-                if p.data_ptr() == self._addresses[g][s]:
-                    continue
-                tensors.check_param(f"params[{s}]", p)
-                stepped = tensors.stepped(p)
-                new, old = tensors.slot(stepped), group.slots[s]
-                if (new.size, new.dtype) != (old.size, old.dtype):
-                    raise RuntimeError(
-                        f"params[{s}] of group {g}: it now holds {p.numel()} {p.dtype} elements "
-                        f"where its state was made for {old.size} {old.dtype}: create the "
-                        "optimizer again (or load a state dict into a new one)")
-                group.slots[s] = new
-                self._stepped[g][s] = stepped
-                self._addresses[g][s] = p.data_ptr()
-                moved = True
-            if moved:
-                group.rebuild()
-                self._versions[g] = -1
+                if p.data_ptr() != seen[s]:
+                    self._follow(g, s, p)
+                grad = p.grad
+                if grad is not None:
+                    marks[s] = True
+                    where[s] = tensors.grad_address(f"params[{index + s}]", grad, p, stepped[s],
+                                                    scratch)
+            active.append(marks)
+            addresses.append(where)
+            index += len(params)
+        return active, addresses, scratch
+
+    def _follow(self, g: int, s: int, p: torch.Tensor) -> None:
+        """Step parameter ``p`` where its memory is now (``p.data = ...``, a parametrization
+        registered, ``channels_last``), its state reordered as its elements were; if its
+        dtype or size changed it cannot keep its state, and says so."""
+        group = self._engine.groups[g]
+        tensors.check_param(f"params[{s}]", p)
+        stepped = tensors.stepped(p)
+        new, old = tensors.slot(stepped), group.slots[s]
+        if (new.size, new.dtype) != (old.size, old.dtype):
+            raise RuntimeError(
+                f"params[{s}] of group {g}: it now holds {p.numel()} {p.dtype} elements where "
+                f"its state was made for {old.size} {old.dtype}: create the optimizer again "
+                "(or load a state dict into a new one)")
+        if s in group.offsets and stepped.stride() != self._strides[g][s]:
+            for role in group.live[s]:  # the state follows the elements into their new order
+                old = tensors.state_view(group.view(s, role), stepped, self._strides[g][s])
+                values = old.clone()
+                tensors.state_view(group.view(s, role), stepped).copy_(values)
+        self._strides[g][s] = stepped.stride()
+        group.slots[s] = new
+        self._stepped[g][s] = stepped
+        self._addresses[g][s] = p.data_ptr()
+        group.rebuild()
+        self._versions[g] = -1
 
     # ------------------------------------------------------------------ state
     def _sync_views(self) -> None:

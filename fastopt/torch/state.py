@@ -5,13 +5,14 @@ place, and tools read and write it directly (ZeroRedundancyOptimizer assigns
 ``optim.state[param] = {...}``; checkpoint code edits entries). fastopt.torch keeps the state
 in the engine's buffers and shows it here as views of them, so reading is live; writing marks
 the mapping *dirty*, and the optimizer takes the written values in (checked first) before its
-next step or state dict. Pickled or deep-copied, the mapping and its entries are plain dicts.
+next step or state dict. Deep-copied, the mapping and its entries are plain dicts; pickled (as
+by ``torch.save``), ordered dicts, which ``torch.load(weights_only=True)`` reads.
 """
 
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,9 @@ class _Tracked:
     del _name, _changing
 
     def __reduce__(self) -> tuple:
-        return dict, (dict(self),)
+        # Pickled (torch.save) as an OrderedDict: a dict subclass cannot be written as a
+        # plain dict, and OrderedDict is what torch.load(weights_only=True) reads back.
+        return OrderedDict, (list(self.items()),)
 
     def __copy__(self) -> dict:
         return dict(self)

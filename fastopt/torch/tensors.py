@@ -91,35 +91,41 @@ def same_layout(g: torch.Tensor, p: torch.Tensor) -> bool:
                                    or (g.is_contiguous() and p.is_contiguous()))
 
 
-def grad_address(name: str, p: torch.Tensor, layout: torch.Tensor,
+def grad_address(name: str, g: torch.Tensor, p: torch.Tensor, layout: torch.Tensor,
                  scratch: list[torch.Tensor]) -> int:
-    """The address of ``p.grad``'s elements, laid out as ``layout`` (the tensor stepped for
-    ``p``); a gradient laid out otherwise is copied into such a layout first (kept alive in
-    ``scratch``)."""
-    g = p.grad
+    """The address of gradient ``g``'s elements (of parameter ``p``), laid out as ``layout``
+    (the tensor stepped for ``p``); a gradient laid out otherwise is copied into such a layout
+    first (kept alive in ``scratch``). Checked at every step: the usual case costs a few
+    attribute reads."""
+    if g.dtype is not p.dtype or g.layout is not torch.strided or not g.is_cpu or (
+            g.shape != p.shape):
+        refuse_grad(name, g, p)
+    if g.stride() != layout.stride() and not same_layout(g, layout):
+        g = torch.empty_like(layout).copy_(g)  # preserve_format: laid out as the stepped tensor
+        scratch.append(g)
+    return g.data_ptr()
+
+
+def refuse_grad(name: str, g: torch.Tensor, p: torch.Tensor) -> None:
     if g.layout != torch.strided:
         raise RuntimeError(f"{name}: sparse gradients are not supported by this optimizer, "
                            f"got a {g.layout} .grad")
     if g.device.type != "cpu" or g.dtype != p.dtype:
         raise RuntimeError(f"{name}: expected a gradient of dtype {p.dtype} on the CPU, got "
                            f"{g.dtype} on {g.device}")
-    if g.shape != p.shape:
-        raise RuntimeError(f"{name}: expected a gradient of shape {tuple(p.shape)}, got "
-                           f"{tuple(g.shape)}")
-    if not same_layout(g, layout):
-        g = torch.empty_like(layout).copy_(g)  # preserve_format: laid out as the stepped tensor
-        scratch.append(g)
-    return g.data_ptr()
+    raise RuntimeError(f"{name}: expected a gradient of shape {tuple(p.shape)}, got "
+                       f"{tuple(g.shape)}")
 
 
-def state_view(array: np.ndarray, p: torch.Tensor) -> torch.Tensor:
+def state_view(array: np.ndarray, p: torch.Tensor,
+               strides: tuple[int, ...] | None = None) -> torch.Tensor:
     """``array`` (a parameter's 1-D slice of an engine buffer) as a tensor shaped, strided
-    and typed like ``p`` (the tensor stepped for the parameter), over exactly that slice's
-    memory."""
+    (unless ``strides`` says otherwise) and typed like ``p`` (the tensor stepped for the
+    parameter), over exactly that slice's memory."""
     flat = torch.from_numpy(array)
     if p.is_complex():
         flat = torch.view_as_complex(flat.view(-1, 2))
-    return flat.as_strided(p.shape, p.stride())
+    return flat.as_strided(p.shape, p.stride() if strides is None else strides)
 
 
 def scalar_view(values: np.ndarray, s: int) -> torch.Tensor:
