@@ -110,11 +110,16 @@ cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, const void* args,
     static schedule, unless the table is small or the machine is contended (threads.pxi)."""
     cdef Py_ssize_t k
     cdef bint parallel = use_threads(t.total, &t.policy)
-    cdef double start = omp_get_wtime()
-    for k in prange(t.npieces, schedule="static", use_threads_if=parallel):
-        if k == 0:
-            fastopt_note_team_size()
-        run_piece(t, k, f32, f64, args, with_segments)
+    cdef double start = omp_get_wtime() if t.total >= serial_threshold else 0.0
+    if parallel:
+        for k in prange(t.npieces, schedule="static"):
+            if k == 0:
+                fastopt_note_team_size()
+            run_piece(t, k, f32, f64, args, with_segments)
+    else:  # no OpenMP region at all: entering even a one-thread one costs a microsecond
+        fastopt_note_team_size()
+        for k in range(t.npieces):
+            run_piece(t, k, f32, f64, args, with_segments)
     account(t.total, &t.policy, parallel, start)
 
 
@@ -132,9 +137,13 @@ cdef void reduce_pass(Table* t, reduce_f32 f32, reduce_f64 f64, const void* args
     their maximum taken), so the result is bitwise the same for any number of threads."""
     cdef Py_ssize_t k, s, j
     cdef bint parallel = use_threads(t.total, &t.reduce_policy)
-    cdef double start = omp_get_wtime()
-    for k in prange(t.npieces, schedule="static", use_threads_if=parallel):
-        reduce_piece(t, k, f32, f64, args)
+    cdef double start = omp_get_wtime() if t.total >= serial_threshold else 0.0
+    if parallel:
+        for k in prange(t.npieces, schedule="static"):
+            reduce_piece(t, k, f32, f64, args)
+    else:
+        for k in range(t.npieces):
+            reduce_piece(t, k, f32, f64, args)
     account(t.total, &t.reduce_policy, parallel, start)
     for s in range(t.nseg * MAX_REDUCED):
         t.segment[s] = 0.0

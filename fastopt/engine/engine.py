@@ -36,6 +36,7 @@ class Engine:
         self.step_dtype = np.dtype(step_dtype)
         self.groups: list[Group] = []
         self.memo = HyperMemo(rule)
+        self.changes = [0]  # counts every change of any group's state memory (Group.version)
 
     def add_group(self, slots: list[Slot], h: Hypers, members: Iterable[int] | None = None) -> Group:
         """A new group over ``slots``; state is laid out over ``members`` (default: all) and
@@ -44,12 +45,17 @@ class Engine:
         everyone = range(len(slots))
         at_construction = self.rule.roles_at_construction(h)
         group = Group(self.rule, slots, self.step_dtype,
-                      everyone if members is None or at_construction else members)
+                      everyone if members is None or at_construction else members, self.changes)
         for run in group.runs:
             if at_construction:
                 group.ensure(run, run.slots, at_construction, h)
         self.groups.append(group)
         return group
+
+    @property
+    def version(self) -> int:
+        """Changes whenever any group's state memory does (a front end's memory guard)."""
+        return self.changes[0]
 
     def check(self, param_groups: Sequence[Mapping[str, Any]]) -> list[Checked]:
         """Every group's hyper-parameters checked (remembered while they stay the same)."""
@@ -67,13 +73,18 @@ class Engine:
         """
         if active is not None:
             for group, marks in zip(self.groups, active):
-                newcomers = [s for s, on in enumerate(marks) if on and s not in group.offsets]
-                if newcomers:  # first gradients of parameters without state yet
-                    group.lay_out(newcomers)
+                if len(group.members) < len(group.slots):
+                    newcomers = [s for s, on in enumerate(marks) if on and s not in group.offsets]
+                    if newcomers:  # first gradients of parameters without state yet
+                        group.lay_out(newcomers)
         batches: list[tuple[Group, Run, Any, list[int], Checked]] = []
         for g, (group, checks) in enumerate(zip(self.groups, checked)):
-            marks = None if active is None else active[g]
+            marks = None if active is None or all(active[g]) else active[g]
             for run in group.runs:
+                if marks is None and run.uniform:  # the usual case: the whole run, at once
+                    bind(g, run, run.table, run.slots)
+                    batches.append((group, run, run.table, run.slots, checks))
+                    continue
                 for table, slots in run.batches(marks):
                     bind(g, run, table, slots)
                     batches.append((group, run, table, slots, checks))
@@ -84,8 +95,8 @@ class Engine:
                 total = kernels.accumulate_norm(batch[2], norm_kind, True, total)
             norm = math.sqrt(total) if norm_kind == 0 else total
             grad_scale *= clip.coefficient(norm, max_norm)
-        for group, run, table, slots, (h, roles, mask) in batches:
-            group.step(run, table, slots, h, roles, mask, self.kernel, grad_scale)
+        for group, run, table, slots, (h, roles, mask, sign) in batches:
+            group.step(run, table, slots, h, roles, mask, self.kernel, sign * grad_scale)
         return norm
 
     # ------------------------------------------------------------------ state

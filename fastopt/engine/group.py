@@ -10,6 +10,7 @@ together by one kernel call over a segment table of their own memory.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from ..rules import Rule
 from ..rules.base import Hypers
 
 _NOTHING: frozenset[str] = frozenset()
+_NONE: Mapping[str, Any] = MappingProxyType({})
 _SUBSETS = 32  # tables over parts of a run kept; patterns of missing gradients rarely repeat widely
 
 
@@ -27,9 +29,12 @@ def run_rule(rule: Rule, kernel: int, table: Any, h: Hypers, t: int,
              scalars: Mapping[str, np.floating], fresh: frozenset[str], mask: int,
              grad_scale: float = 1.0) -> dict[str, np.floating]:
     """Step ``t`` of ``rule`` over ``table`` (gradients and state bound): the scalar state
-    advanced from ``scalars``, the kernel run. Returns the advanced scalar state."""
-    advanced = rule.advance(h, t, scalars) if rule.scalars else {}
-    kernels.run(table, kernel, rule.args(h, t, advanced, fresh, grad_scale), mask)
+    advanced from ``scalars``, the kernel run, reading ``grad_scale · g`` as the gradient
+    (already negated to maximize). Returns the advanced scalar state."""
+    advanced = rule.advance(h, t, scalars) if rule.scalars else _NONE
+    args = rule.kernel_args(h, t, advanced, fresh)
+    args["grad_scale"] = grad_scale
+    kernels.run(table, kernel, args, mask)
     return advanced
 
 
@@ -56,8 +61,10 @@ class Run:
         self.table = group.table(slots)
         self.subsets: dict[tuple[int, ...], Any] = {}
         self.uniform = group.same_status(slots)
-        # Where the run's slots are in the group's per-parameter arrays.
+        # Where the run's slots are in the group's per-parameter arrays: all of them (the
+        # usual case, and the cheapest to write), a slice, or a list of indices.
         contiguous = slots == list(range(slots[0], slots[-1] + 1))
+        self.everyone = contiguous and len(slots) == len(group.slots)
         self.where: slice | np.ndarray = (slice(slots[0], slots[-1] + 1) if contiguous
                                           else np.array(slots))
 
@@ -94,19 +101,29 @@ class Group:
     """A group's parameters (``slots``) and their state, for one rule."""
 
     def __init__(self, rule: Rule, slots: list[Slot], step_dtype: np.dtype,
-                 members: Iterable[int]) -> None:
+                 members: Iterable[int], changes: list[int] | None = None) -> None:
         self.rule = rule
         self.slots = slots
         n = len(slots)
         self.steps = np.zeros(n, step_dtype)
         self.scalars = {s.name: np.full(n, s.initial, s.dtype) for s in rule.scalars}
         self.live: list[frozenset[str]] = [_NOTHING] * n
-        self.version = 0  # changes whenever state moves, or a parameter gains or loses state
+        self.changes = [0] if changes is None else changes  # shared with the engine's groups
+        self._version = 0
         self.members: list[int] = []
         self.offsets: dict[int, int] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self.runs: list[Run] = []
         self.lay_out(members)
+
+    @property
+    def version(self) -> int:
+        """Changes whenever state moves, or a parameter gains or loses state."""
+        return self._version
+
+    def changed(self) -> None:
+        self._version += 1
+        self.changes[0] += 1
 
     # ------------------------------------------------------------------ status
     def status(self, s: int) -> tuple:
@@ -137,7 +154,7 @@ class Group:
                 new[offsets[s]:offsets[s] + size] = old[self.offsets[s]:self.offsets[s] + size]
         self.members, self.offsets, self.buffers = members, offsets, buffers
         self.rebuild()
-        self.version += 1
+        self.changed()
 
     def rebuild(self) -> None:
         """New tables over the members' current memory (after a parameter moved)."""
@@ -187,7 +204,7 @@ class Group:
         joined = live | fresh
         for s in slots:
             self.live[s] = joined
-        self.version += 1
+        self.changed()
         return fresh
 
     def allocate(self, role: str) -> bool:
@@ -204,21 +221,29 @@ class Group:
 
     def step(self, run: Run, table: Any, slots: list[int], h: Hypers, roles: tuple[str, ...],
              mask: int, kernel: int, grad_scale: float) -> None:
-        """One kernel call over ``slots`` (bound to ``table``, gradients bound)."""
-        fresh = self.ensure(run, slots, roles, h)
+        """One kernel call over ``slots`` (bound to ``table``, gradients bound), reading
+        ``grad_scale · g`` as the gradient (negated already, to maximize)."""
         first = slots[0]
-        t = int(self.steps[first]) + 1
-        scalars = run_rule(self.rule, kernel, table, h, t,
-                           {name: v[first] for name, v in self.scalars.items()}, fresh, mask,
-                           grad_scale)
-        whole = table is run.table
-        where = run.where if whole else np.array(slots)
+        fresh = _NOTHING if self.live[first].issuperset(roles) else self.ensure(run, slots, roles, h)
+        steps = self.steps
+        t = int(steps.item(first)) + 1
+        before = {name: v[first] for name, v in self.scalars.items()} if self.scalars else _NONE
+        scalars = run_rule(self.rule, kernel, table, h, t, before, fresh, mask, grad_scale)
+        if table is run.table and run.uniform:  # the whole run, as one (the usual case)
+            if self.rule.counts_steps:
+                if run.everyone:
+                    steps.fill(t)
+                else:
+                    steps[run.where] = t
+            for name, value in scalars.items():
+                self.scalars[name][run.where] = value
+            return
+        where = np.array(slots)
         if self.rule.counts_steps:
-            self.steps[where] = t
+            steps[where] = t
         for name, value in scalars.items():
             self.scalars[name][where] = value
-        if not (whole and run.uniform):
-            run.uniform = self.same_status(run.slots)
+        run.uniform = self.same_status(run.slots)
 
     # ------------------------------------------------------------------ state
     def entry(self, s: int) -> tuple[int, dict[str, np.floating], dict[str, np.ndarray]]:
@@ -238,7 +263,7 @@ class Group:
         for name, spec in zip(self.scalars, self.rule.scalars):
             self.scalars[name][s] = scalars.get(name, spec.start())
         self.live[s] = roles
-        self.version += 1
+        self.changed()
 
     def settle(self) -> None:
         """Recompute which runs step as one after statuses were set from outside."""

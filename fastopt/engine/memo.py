@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import is_
+from operator import is_, itemgetter
 from typing import Any
 
 from ..rules import Rule
 from ..rules.base import Hypers
 
 _IMMUTABLE = (bool, int, float, str, type(None))
-Checked = tuple[Hypers, tuple[str, ...], int]
+Checked = tuple[Hypers, tuple[str, ...], int, float]
 
 
 def _immutable(value: Any) -> bool:
@@ -20,8 +20,8 @@ def _immutable(value: Any) -> bool:
 
 
 class HyperMemo:
-    """A rule's checked hyper-parameters, the roles they use and the kernel's mask of those
-    roles, per group, remembered while
+    """A rule's checked hyper-parameters, the roles they use, the kernel's mask of those
+    roles and the gradient's sign (−1 to maximize), per group, remembered while
     the group's values are the very objects last checked (a step checks every group, and
     schedules change values between steps).
 
@@ -32,18 +32,20 @@ class HyperMemo:
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.keys = tuple(h.name for h in rule.hypers)
+        self.values = itemgetter(*self.keys) if len(self.keys) > 1 else (
+            lambda group: (group[self.keys[0]],))
         # group -> (its raw values, (checked hyper-parameters, roles used, their mask))
         self.memo: dict[int, tuple[tuple, Checked]] = {}
 
     def __call__(self, g: int, group: Mapping[str, Any]) -> Checked:
-        values = tuple([group[key] for key in self.keys])
+        values = self.values(group)
         checked = self.memo.get(g)
         # Identity, not equality: 1 == 1.0 == True, but a bool is no learning rate.
         if checked is not None and all(map(is_, values, checked[0])):
             return checked[1]
         h = self.rule.check_group(group)
         roles = self.rule.roles_used(h)
-        result = h, roles, self.rule.role_mask(roles)
+        result = h, roles, self.rule.role_mask(roles), self.rule.sign(h)
         if _immutable(values):
             self.memo[g] = (values, result)
         else:

@@ -119,7 +119,7 @@ class Optimizer:
 
     def _memory_guard(self) -> Any:
         """Byte ranges no gradient may overlap: every parameter and state buffer."""
-        version = sum(group.version for group in self._engine.groups)
+        version = self._engine.version
         if self._guard[0] != version:
             buffers = [b for group in self._engine.groups for b in group.buffers.values()]
             self._guard = (version, kernels.MemoryGuard(self._params + buffers))

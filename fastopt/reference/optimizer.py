@@ -3,8 +3,10 @@ around a reference function, one class per rule of :mod:`fastopt.rules`."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -42,8 +44,9 @@ class ReferenceOptimizer:
             self.add_param_group(group)
 
     def _function(self) -> Callable[..., None]:
-        return getattr(importlib.import_module(__package__), self.rule.reference)
+        return getattr(sys.modules[__package__], self.rule.reference)
 
+    @functools.cached_property
     def _keywords(self) -> Any:
         """The keywords of the rule's function as the package defines it (a swapped-in one
         takes the same)."""
@@ -78,7 +81,7 @@ class ReferenceOptimizer:
                 raise ValueError(
                     f"grads[{i}]: expected shape {param.shape} and dtype {param.dtype}, "
                     f"got shape {grad.shape} and dtype {grad.dtype}")
-        function, keywords, i = self._function(), self._keywords(), 0
+        function, keywords, i = self._function(), self._keywords, 0
         for group in self.param_groups:
             # The rule's own keywords: Adagrad's takes no initial_accumulator_value, SGD's no step.
             hypers = {name: group[name] for name in self.defaults if name in keywords}

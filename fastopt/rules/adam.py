@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from .base import (BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, bias_correction, maximize,
-                   root_bias_correction, weight_decay_terms)
+import math
+
+from .base import BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, maximize, weight_decay_terms
 
 
 def _kernel_args(h, t, scalars, fresh):
     beta1, beta2 = h.betas
-    return {"step_size": h.lr / bias_correction(beta1, t),
-            "bias2_sqrt": root_bias_correction(beta2, t), "beta1": beta1, "beta2": beta2,
-            "eps": h.eps, "amsgrad": h.amsgrad,
-            **weight_decay_terms(h.lr, h.weight_decay, h.decoupled_weight_decay)}
+    l2, decay = weight_decay_terms(h.lr, h.weight_decay, h.decoupled_weight_decay)
+    return {"step_size": h.lr / (1 - beta1**t), "bias2_sqrt": math.sqrt(1 - beta2**t),
+            "beta1": beta1, "beta2": beta2, "eps": h.eps, "weight_decay": l2, "decay": decay,
+            "amsgrad": h.amsgrad}
 
 
 ADAM = Rule(

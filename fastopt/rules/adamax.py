@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .base import BETAS, LR, NON_NEGATIVE, Hyper, Role, Rule, bias_correction, maximize
+from .base import BETAS, LR, NON_NEGATIVE, Hyper, Role, Rule, maximize
 
 
 def _kernel_args(h, t, scalars, fresh):
     beta1, beta2 = h.betas
-    return {"step_size": h.lr / bias_correction(beta1, t), "beta1": beta1, "beta2": beta2,
+    return {"step_size": h.lr / (1 - beta1**t), "beta1": beta1, "beta2": beta2,
             "eps": h.eps, "weight_decay": h.weight_decay}
 
 

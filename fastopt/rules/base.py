@@ -10,7 +10,6 @@ handling. Its arithmetic lives in two places only, written independently: its ke
 from __future__ import annotations
 
 import inspect
-import math
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -195,8 +194,12 @@ class Rule:
         """The kernel's arguments for step ``t``, reading ``grad_scale · g`` as the gradient
         (−grad_scale to maximize)."""
         args = self.kernel_args(h, t, scalars, fresh)
-        args["grad_scale"] = -grad_scale if getattr(h, "maximize", False) else grad_scale
+        args["grad_scale"] = self.sign(h) * grad_scale
         return args
+
+    def sign(self, h: Hypers) -> float:
+        """The gradient's sign in the kernel: −1 to maximize."""
+        return -1.0 if getattr(h, "maximize", False) else 1.0
 
     def access(self, h: Hypers) -> tuple[int, int]:
         """Arrays a step reads and writes per element: the parameter, the gradient (read
@@ -228,18 +231,6 @@ def maximize() -> Hyper:
     return Hyper("maximize", False, FLAG, keyword_only=True)
 
 
-def weight_decay_terms(lr: float, weight_decay: float, decoupled: bool) -> dict[str, float]:
+def weight_decay_terms(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
     """The kernels' L2 coefficient and factor on p: (λ, 1), or (0, 1 − γ λ) when decoupled."""
-    if decoupled:
-        return {"weight_decay": 0.0, "decay": 1.0 - lr * weight_decay}
-    return {"weight_decay": weight_decay, "decay": 1.0}
-
-
-def bias_correction(beta: float, t: int) -> float:
-    """1 − βᵗ, in double."""
-    return 1.0 - beta**t
-
-
-def root_bias_correction(beta: float, t: int) -> float:
-    """√(1 − βᵗ), in double."""
-    return math.sqrt(1.0 - beta**t)
+    return (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, Scalar, bias_correction,
-                   maximize, weight_decay_terms)
+from .base import (BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, Scalar, maximize,
+                   weight_decay_terms)
 
 # From this beta1 on, μₜ may round to 1 in float32, where Π is kept: with a large enough
 # momentum_decay Π then stays 1 and 1 − Πₜ is zero (torch raises ZeroDivisionError midway
@@ -34,10 +34,11 @@ def _kernel_args(h, t, scalars, fresh):
     mu = momentum_coefficient(beta1, h.momentum_decay, t)
     mu_next = momentum_coefficient(beta1, h.momentum_decay, t + 1)
     product = float(scalars["mu_product"])
+    l2, decay = weight_decay_terms(h.lr, h.weight_decay, h.decoupled_weight_decay)
     return {"grad_coef": h.lr * (1.0 - mu) / (1.0 - product),
             "avg_coef": h.lr * mu_next / (1.0 - product * mu_next),
-            "bias2": bias_correction(beta2, t), "beta1": beta1, "beta2": beta2, "eps": h.eps,
-            **weight_decay_terms(h.lr, h.weight_decay, h.decoupled_weight_decay)}
+            "bias2": 1 - beta2**t, "beta1": beta1, "beta2": beta2, "eps": h.eps,
+            "weight_decay": l2, "decay": decay}
 
 
 NADAM = Rule(

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import math
 
-from .base import (BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, bias_correction, maximize,
-                   root_bias_correction, weight_decay_terms)
+from .base import BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, maximize, weight_decay_terms
 
 
 def _kernel_args(h, t, scalars, fresh):
     beta1, beta2 = h.betas
     rho_inf = 2 / (1 - beta2) - 1
-    rho_t = rho_inf - 2 * t * beta2**t / bias_correction(beta2, t)
+    rho_t = rho_inf - 2 * t * beta2**t / (1 - beta2**t)
     rectified = rho_t > 5.0
     rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
                      / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) if rectified else 0.0
-    return {"lr": h.lr, "bias1": bias_correction(beta1, t),
-            "bias2_sqrt": root_bias_correction(beta2, t), "rect": rect, "rectified": rectified,
-            "beta1": beta1, "beta2": beta2, "eps": h.eps,
-            **weight_decay_terms(h.lr, h.weight_decay, h.decoupled_weight_decay)}
+    l2, decay = weight_decay_terms(h.lr, h.weight_decay, h.decoupled_weight_decay)
+    return {"lr": h.lr, "bias1": 1 - beta1**t, "bias2_sqrt": math.sqrt(1 - beta2**t),
+            "rect": rect, "rectified": rectified, "beta1": beta1, "beta2": beta2, "eps": h.eps,
+            "weight_decay": l2, "decay": decay}
 
 
 RADAM = Rule(

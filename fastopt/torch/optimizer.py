@@ -41,9 +41,7 @@ class Optimizer(torch.optim.Optimizer):
         step_dtype = np.float64 if torch.get_default_dtype() == torch.float64 else np.float32
         self._engine = Engine(self.rule, step_dtype)  # as torch keeps "step"
         self._params: list[list[torch.Tensor]] = []  # per group: its distinct parameters
-        self._stepped: list[list[torch.Tensor]] = []  # per group: what the kernels step for each
-        self._addresses: list[list[int]] = []  # per group: where each parameter was last seen
-        self._strides: list[list[tuple[int, ...]]] = []  # per group: its layout then
+        self._watched: list[list[tensors.Watched]] = []  # per group: how each one is stepped
         self._views: list[list[dict[str, torch.Tensor]]] = []  # per group: each one's state
         self._versions: list[int] = []  # per group: the engine's version the views show
         self._dirty = False
@@ -81,13 +79,11 @@ class Optimizer(torch.optim.Optimizer):
         except BaseException:
             self.param_groups.pop()
             raise
-        stepped = [tensors.stepped(p) for p in params]
-        self._engine.add_group([tensors.slot(t) for t in stepped], h,
+        watched = [tensors.Watched(p) for p in params]
+        self._engine.add_group([w.slot() for w in watched], h,
                                members=[i for i, p in enumerate(params) if p.requires_grad])
         self._params.append(params)
-        self._stepped.append(stepped)
-        self._addresses.append([p.data_ptr() for p in params])
-        self._strides.append([t.stride() for t in stepped])
+        self._watched.append(watched)
         self._views.append([{} for _ in params])
         self._versions.append(-1)
         self._sync_views()
@@ -128,15 +124,15 @@ class Optimizer(torch.optim.Optimizer):
             where = addresses[g]
             table.bind_grad_addresses([where[s] for s in slots])
 
-        staged = [(p, t) for params, stepped, marks in zip(self._params, self._stepped, active)
-                  for p, t, on in zip(params, stepped, marks) if on and t is not p]
-        for p, t in staged:
-            t.copy_(p)
+        staged = [w for watched, marks in zip(self._watched, active)
+                  for w, on in zip(watched, marks) if on and w.stepped is not w.param]
+        for w in staged:
+            w.stepped.copy_(w.param)
         try:
             self._engine.step(checked, bind, active=active)
         finally:
-            for p, t in staged:  # a step that raised changed nothing: copying back is harmless
-                p.copy_(t)
+            for w in staged:  # a step that raised changed nothing: copying back is harmless
+                w.param.copy_(w.stepped)
         self._sync_views()
         return loss
 
@@ -147,44 +143,50 @@ class Optimizer(torch.optim.Optimizer):
         anything is stepped; a parameter whose memory was replaced is followed first."""
         active, addresses, scratch = [], [], []
         index = 0
-        for g, (params, stepped, seen) in enumerate(zip(self._params, self._stepped,
-                                                        self._addresses)):
-            marks, where = [False] * len(params), [0] * len(params)
-            for s, p in enumerate(params):
-                if p.data_ptr() != seen[s]:
-                    self._follow(g, s, p)
+        for g, watched in enumerate(self._watched):
+            marks, where = [False] * len(watched), [0] * len(watched)
+            for s, w in enumerate(watched):
+                p = w.param
+                if p.data_ptr() != w.address:
+                    self._follow(g, s)
                 grad = p.grad
-                if grad is not None:
-                    marks[s] = True
-                    where[s] = tensors.grad_address(f"params[{index + s}]", grad, p, stepped[s],
-                                                    scratch)
+                if grad is None:
+                    continue
+                marks[s] = True
+                # torch keeps a .grad of its parameter's dtype and shape; checked all the same,
+                # since a kernel reads exactly that many bytes.
+                if grad.dtype is not w.dtype or grad.shape != w.shape or (
+                        grad.layout is not torch.strided):
+                    tensors.refuse_grad(f"params[{index + s}]", grad, p)
+                if grad.stride() != w.strides and not tensors.same_layout(grad, w.stepped):
+                    grad = torch.empty_like(w.stepped).copy_(grad)  # laid out as stepped
+                    scratch.append(grad)
+                where[s] = grad.data_ptr()
             active.append(marks)
             addresses.append(where)
-            index += len(params)
+            index += len(watched)
         return active, addresses, scratch
 
-    def _follow(self, g: int, s: int, p: torch.Tensor) -> None:
-        """Step parameter ``p`` where its memory is now (``p.data = ...``, a parametrization
-        registered, ``channels_last``), its state reordered as its elements were; if its
-        dtype or size changed it cannot keep its state, and says so."""
-        group = self._engine.groups[g]
+    def _follow(self, g: int, s: int) -> None:
+        """Step parameter ``s`` of group ``g`` where its memory is now (``p.data = ...``, a
+        parametrization registered, ``channels_last``), its state reordered as its elements
+        were; if its dtype or size changed it cannot keep its state, and says so."""
+        group, old = self._engine.groups[g], self._watched[g][s]
+        p = old.param
         tensors.check_param(f"params[{s}]", p)
-        stepped = tensors.stepped(p)
-        new, old = tensors.slot(stepped), group.slots[s]
-        if (new.size, new.dtype) != (old.size, old.dtype):
+        new = tensors.Watched(p)
+        slot = new.slot()
+        if (slot.size, slot.dtype) != (group.slots[s].size, group.slots[s].dtype):
             raise RuntimeError(
                 f"params[{s}] of group {g}: it now holds {p.numel()} {p.dtype} elements where "
-                f"its state was made for {old.size} {old.dtype}: create the optimizer again "
-                "(or load a state dict into a new one)")
-        if s in group.offsets and stepped.stride() != self._strides[g][s]:
+                f"its state was made for {group.slots[s].size} {group.slots[s].dtype}: create "
+                "the optimizer again (or load a state dict into a new one)")
+        if s in group.offsets and new.strides != old.strides:
             for role in group.live[s]:  # the state follows the elements into their new order
-                old = tensors.state_view(group.view(s, role), stepped, self._strides[g][s])
-                values = old.clone()
-                tensors.state_view(group.view(s, role), stepped).copy_(values)
-        self._strides[g][s] = stepped.stride()
-        group.slots[s] = new
-        self._stepped[g][s] = stepped
-        self._addresses[g][s] = p.data_ptr()
+                before = tensors.state_view(group.view(s, role), new.stepped, old.strides)
+                tensors.state_view(group.view(s, role), new.stepped).copy_(before.clone())
+        group.slots[s] = slot
+        self._watched[g][s] = new
         group.rebuild()
         self._versions[g] = -1
 
@@ -199,7 +201,7 @@ class Optimizer(torch.optim.Optimizer):
             if group.version == self._versions[g]:
                 continue
             for s, p in enumerate(params):
-                new = self._views_of(group, s, self._stepped[g][s])
+                new = self._views_of(group, s, self._watched[g][s].stepped)
                 entry = dict.get(live, p)
                 if entry is None and new:
                     entry = Entry(self._touch)
@@ -257,7 +259,7 @@ class Optimizer(torch.optim.Optimizer):
             group = self._engine.groups[g]
             group.load(s, loaded.step, loaded.scalars, loaded.arrays)
             for role, value in loaded.arrays.items():
-                tensors.state_view(group.view(s, role), self._stepped[g][s]).copy_(value)
+                tensors.state_view(group.view(s, role), self._watched[g][s].stepped).copy_(value)
             self._versions[g] = -1
         for group in self._engine.groups:
             group.settle()

@@ -67,16 +67,24 @@ def check_param(name: str, p: torch.Tensor) -> None:
                          f"{type(p).__name__} ({error})") from None
 
 
-def stepped(p: torch.Tensor) -> torch.Tensor:
-    """The tensor the kernels step for parameter ``p``: ``p`` itself when its elements are
-    dense in memory, else a dense copy of it that the optimizer copies in and out around each
-    step (a strided view, as torch.optim steps it through the view)."""
-    return p if is_dense(p) else torch.empty(p.shape, dtype=p.dtype)
+class Watched:
+    """A parameter as the optimizer steps it: the tensor the kernels step (``param`` itself
+    when its elements are dense in memory, else a dense copy that the optimizer copies in and
+    out around each step: a strided view, as torch.optim steps it through the view), and what
+    the step checks against (its address, to notice replaced memory; the dtype, shape and
+    strides its gradient must have)."""
 
+    __slots__ = ("param", "stepped", "address", "dtype", "shape", "strides")
 
-def slot(t: torch.Tensor) -> Slot:
-    dtype, per_element = STEPPED[t.dtype]
-    return Slot(t.data_ptr(), t.numel() * per_element, dtype)
+    def __init__(self, p: torch.Tensor) -> None:
+        self.param = p
+        self.stepped = p if is_dense(p) else torch.empty(p.shape, dtype=p.dtype)
+        self.address = p.data_ptr()
+        self.dtype, self.shape, self.strides = p.dtype, p.shape, self.stepped.stride()
+
+    def slot(self) -> Slot:
+        dtype, per_element = STEPPED[self.dtype]
+        return Slot(self.stepped.data_ptr(), self.stepped.numel() * per_element, dtype)
 
 
 def byte_range(p: torch.Tensor) -> tuple[int, int]:
@@ -89,21 +97,6 @@ def same_layout(g: torch.Tensor, p: torch.Tensor) -> bool:
     i of the other)."""
     return g.shape == p.shape and (g.stride() == p.stride() or p.numel() <= 1
                                    or (g.is_contiguous() and p.is_contiguous()))
-
-
-def grad_address(name: str, g: torch.Tensor, p: torch.Tensor, layout: torch.Tensor,
-                 scratch: list[torch.Tensor]) -> int:
-    """The address of gradient ``g``'s elements (of parameter ``p``), laid out as ``layout``
-    (the tensor stepped for ``p``); a gradient laid out otherwise is copied into such a layout
-    first (kept alive in ``scratch``). Checked at every step: the usual case costs a few
-    attribute reads."""
-    if g.dtype is not p.dtype or g.layout is not torch.strided or not g.is_cpu or (
-            g.shape != p.shape):
-        refuse_grad(name, g, p)
-    if g.stride() != layout.stride() and not same_layout(g, layout):
-        g = torch.empty_like(layout).copy_(g)  # preserve_format: laid out as the stepped tensor
-        scratch.append(g)
-    return g.data_ptr()
 
 
 def refuse_grad(name: str, g: torch.Tensor, p: torch.Tensor) -> None:
