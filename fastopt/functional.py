@@ -73,7 +73,7 @@ def _update(rule: Rule, param: np.ndarray, grad: np.ndarray, states: dict[str, A
     table.bind_grads((grad,), 0, kernels.MemoryGuard([param, *(states[role] for role in used)]))
     fresh = frozenset(rule.role_names) if step == 1 else frozenset()
     advanced = run_rule(rule, kernels.KERNELS.index(rule.kernel), table, h, step, values, fresh,
-                        rule.role_mask(used))
+                        rule.role_mask(used), rule.sign(h))
     for name, value in advanced.items():
         scalars[name][...] = value
 
