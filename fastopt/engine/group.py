@@ -230,11 +230,14 @@ class Group:
         before = {name: v[first] for name, v in self.scalars.items()} if self.scalars else _NONE
         scalars = run_rule(self.rule, kernel, table, h, t, before, fresh, mask, grad_scale)
         if table is run.table and run.uniform:  # the whole run, as one (the usual case)
-            if self.rule.counts_steps:
-                if run.everyone:
+            if run.everyone:
+                if self.rule.counts_steps:
                     steps.fill(t)
-                else:
-                    steps[run.where] = t
+                for name, value in scalars.items():
+                    self.scalars[name].fill(value)
+                return
+            if self.rule.counts_steps:
+                steps[run.where] = t
             for name, value in scalars.items():
                 self.scalars[name][run.where] = value
             return

@@ -187,7 +187,10 @@ class Rule:
 
     def advance(self, h: Hypers, t: int, scalars: Mapping[str, np.floating]) -> dict[str, np.floating]:
         """The scalar state after step ``t`` from its value before it."""
-        return {s.name: s.advance(h, t, scalars[s.name]) for s in self.scalars}
+        advanced = {}
+        for s in self.scalars:
+            advanced[s.name] = s.advance(h, t, scalars[s.name])
+        return advanced
 
     def args(self, h: Hypers, t: int, scalars: Mapping[str, np.floating], fresh: frozenset[str],
              grad_scale: float = 1.0) -> Args:
