@@ -8,25 +8,14 @@ import math
 
 import numpy as np
 
-from .state import State, zeros_on_first_use
+from .state import State, gradient, running_average, running_average_sq, zeros_on_first_use
 
 __all__ = ["adam", "adamax", "nadam", "radam"]
 
 
-def adam(
-    param: np.ndarray,
-    grad: np.ndarray,
-    state: State,
-    *,
-    step: int,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-) -> None:
+def adam(param: np.ndarray, grad: np.ndarray, state: State, *, step: int, lr: float,
+         betas: tuple[float, float], eps: float, weight_decay: float, amsgrad: bool,
+         maximize: bool, decoupled_weight_decay: bool) -> None:
     """Adam, AMSGrad and AdamW (``decoupled_weight_decay=True``).
 
     ::
@@ -49,20 +38,11 @@ def adam(
     step_size = lr / (1 - beta1**step)
     bias_correction2_sqrt = math.sqrt(1 - beta2**step)
 
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            param *= 1 - lr * weight_decay
-        else:
-            grad = grad + weight_decay * param
+    grad = gradient(param, grad, maximize=maximize, weight_decay=weight_decay, lr=lr,
+                    decoupled=decoupled_weight_decay)
 
-    exp_avg = zeros_on_first_use(state, "exp_avg", param)
-    exp_avg_sq = zeros_on_first_use(state, "exp_avg_sq", param)
-    exp_avg *= beta1
-    exp_avg += (1 - beta1) * grad
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * grad * grad
+    exp_avg = running_average(state, "exp_avg", param, grad, beta1)
+    exp_avg_sq = running_average_sq(state, "exp_avg_sq", param, grad, beta2)
 
     if amsgrad:
         second_moment = zeros_on_first_use(state, "max_exp_avg_sq", param)
@@ -75,18 +55,8 @@ def adam(
     param -= step_size * exp_avg / denom
 
 
-def adamax(
-    param: np.ndarray,
-    grad: np.ndarray,
-    state: State,
-    *,
-    step: int,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    maximize: bool,
-) -> None:
+def adamax(param: np.ndarray, grad: np.ndarray, state: State, *, step: int, lr: float,
+           betas: tuple[float, float], eps: float, weight_decay: float, maximize: bool) -> None:
     """Adamax.
 
     ::
@@ -103,34 +73,18 @@ def adamax(
     lr, eps, weight_decay = map(float, (lr, eps, weight_decay))
     beta1, beta2 = map(float, betas)
     step_size = lr / (1 - beta1**step)
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
+    grad = gradient(param, grad, maximize=maximize, weight_decay=weight_decay)
 
-    exp_avg = zeros_on_first_use(state, "exp_avg", param)
+    exp_avg = running_average(state, "exp_avg", param, grad, beta1)
     exp_inf = zeros_on_first_use(state, "exp_inf", param)
-    exp_avg *= beta1
-    exp_avg += (1 - beta1) * grad
     exp_inf *= beta2
     np.maximum(exp_inf, np.abs(grad) + eps, out=exp_inf)  # propagates NaN, as torch.maximum
     param -= step_size * exp_avg / exp_inf
 
 
-def nadam(
-    param: np.ndarray,
-    grad: np.ndarray,
-    state: State,
-    *,
-    step: int,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    momentum_decay: float,
-    decoupled_weight_decay: bool,
-    maximize: bool,
-) -> None:
+def nadam(param: np.ndarray, grad: np.ndarray, state: State, *, step: int, lr: float,
+          betas: tuple[float, float], eps: float, weight_decay: float, momentum_decay: float,
+          decoupled_weight_decay: bool, maximize: bool) -> None:
     """NAdam (ψ: momentum_decay).
 
     ::
@@ -160,39 +114,20 @@ def nadam(
     avg_coef = lr * mu_next / (1.0 - float(mu_product) * mu_next)
     bias_correction2 = 1 - beta2**step
 
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            param *= 1 - lr * weight_decay
-        else:
-            grad = grad + weight_decay * param
+    grad = gradient(param, grad, maximize=maximize, weight_decay=weight_decay, lr=lr,
+                    decoupled=decoupled_weight_decay)
 
-    exp_avg = zeros_on_first_use(state, "exp_avg", param)
-    exp_avg_sq = zeros_on_first_use(state, "exp_avg_sq", param)
-    exp_avg *= beta1
-    exp_avg += (1 - beta1) * grad
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * grad * grad
+    exp_avg = running_average(state, "exp_avg", param, grad, beta1)
+    exp_avg_sq = running_average_sq(state, "exp_avg_sq", param, grad, beta2)
     denom = np.sqrt(exp_avg_sq / bias_correction2)
     denom += eps
     param -= grad_coef * grad / denom
     param -= avg_coef * exp_avg / denom
 
 
-def radam(
-    param: np.ndarray,
-    grad: np.ndarray,
-    state: State,
-    *,
-    step: int,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    decoupled_weight_decay: bool,
-    maximize: bool,
-) -> None:
+def radam(param: np.ndarray, grad: np.ndarray, state: State, *, step: int, lr: float,
+          betas: tuple[float, float], eps: float, weight_decay: float,
+          decoupled_weight_decay: bool, maximize: bool) -> None:
     """RAdam.
 
     ::
@@ -219,20 +154,11 @@ def radam(
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
 
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            param *= 1 - lr * weight_decay
-        else:
-            grad = grad + weight_decay * param
+    grad = gradient(param, grad, maximize=maximize, weight_decay=weight_decay, lr=lr,
+                    decoupled=decoupled_weight_decay)
 
-    exp_avg = zeros_on_first_use(state, "exp_avg", param)
-    exp_avg_sq = zeros_on_first_use(state, "exp_avg_sq", param)
-    exp_avg *= beta1
-    exp_avg += (1 - beta1) * grad
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * grad * grad
+    exp_avg = running_average(state, "exp_avg", param, grad, beta1)
+    exp_avg_sq = running_average_sq(state, "exp_avg_sq", param, grad, beta2)
 
     corrected = exp_avg / bias_correction1 * lr
     if rho_t > 5:

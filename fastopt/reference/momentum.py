@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .state import State, zeros_on_first_use
+from .state import State, gradient, running_average, running_average_sq, zeros_on_first_use
 
 __all__ = ["sgd", "adagrad", "rmsprop", "adadelta"]
 
 
-def sgd(
-    param: np.ndarray,
-    grad: np.ndarray,
-    state: State,
-    *,
-    lr: float,
-    momentum: float,
-    dampening: float,
-    weight_decay: float,
-    nesterov: bool,
-    maximize: bool,
-) -> None:
+def sgd(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float, momentum: float,
+        dampening: float, weight_decay: float, nesterov: bool, maximize: bool) -> None:
     """SGD with optional momentum (heavy ball) and Nesterov momentum.
 
     ::
@@ -39,10 +29,7 @@ def sgd(
     runs with μ ≠ 0.
     """
     lr, momentum, dampening, weight_decay = map(float, (lr, momentum, dampening, weight_decay))
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
+    grad = gradient(param, grad, maximize=maximize, weight_decay=weight_decay)
     if momentum != 0:
         momentum_buffer = state.get("momentum_buffer")
         if momentum_buffer is None:
@@ -58,18 +45,8 @@ def sgd(
     param -= lr * grad
 
 
-def adagrad(
-    param: np.ndarray,
-    grad: np.ndarray,
-    state: State,
-    *,
-    step: int,
-    lr: float,
-    lr_decay: float,
-    weight_decay: float,
-    eps: float,
-    maximize: bool,
-) -> None:
+def adagrad(param: np.ndarray, grad: np.ndarray, state: State, *, step: int, lr: float,
+            lr_decay: float, weight_decay: float, eps: float, maximize: bool) -> None:
     """Adagrad.
 
     ::
@@ -86,10 +63,7 @@ def adagrad(
     """
     lr, lr_decay, weight_decay, eps = map(float, (lr, lr_decay, weight_decay, eps))
     decayed_lr = lr / (1 + (step - 1) * lr_decay)
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
+    grad = gradient(param, grad, maximize=maximize, weight_decay=weight_decay)
     state_sum = state["sum"]
     state_sum += grad * grad
     std = np.sqrt(state_sum)
@@ -97,19 +71,9 @@ def adagrad(
     param -= decayed_lr * grad / std
 
 
-def rmsprop(
-    param: np.ndarray,
-    grad: np.ndarray,
-    state: State,
-    *,
-    lr: float,
-    alpha: float,
-    eps: float,
-    weight_decay: float,
-    momentum: float,
-    centered: bool,
-    maximize: bool,
-) -> None:
+def rmsprop(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float, alpha: float,
+            eps: float, weight_decay: float, momentum: float, centered: bool,
+            maximize: bool) -> None:
     """RMSprop, optionally centred and with momentum.
 
     ::
@@ -126,19 +90,12 @@ def rmsprop(
     ``"momentum_buffer"`` (b, when μ > 0), each created as zeros when first needed.
     """
     lr, alpha, eps, weight_decay, momentum = map(float, (lr, alpha, eps, weight_decay, momentum))
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
+    grad = gradient(param, grad, maximize=maximize, weight_decay=weight_decay)
 
-    square_avg = zeros_on_first_use(state, "square_avg", param)
-    square_avg *= alpha
-    square_avg += (1 - alpha) * grad * grad
+    square_avg = running_average_sq(state, "square_avg", param, grad, alpha)
 
     if centered:
-        grad_avg = zeros_on_first_use(state, "grad_avg", param)
-        grad_avg *= alpha
-        grad_avg += (1 - alpha) * grad
+        grad_avg = running_average(state, "grad_avg", param, grad, alpha)
         denom = np.sqrt(square_avg - grad_avg * grad_avg)
     else:
         denom = np.sqrt(square_avg)
@@ -153,17 +110,8 @@ def rmsprop(
         param -= lr * grad / denom
 
 
-def adadelta(
-    param: np.ndarray,
-    grad: np.ndarray,
-    state: State,
-    *,
-    lr: float,
-    rho: float,
-    eps: float,
-    weight_decay: float,
-    maximize: bool,
-) -> None:
+def adadelta(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float, rho: float,
+             eps: float, weight_decay: float, maximize: bool) -> None:
     """Adadelta.
 
     ::
@@ -178,15 +126,10 @@ def adadelta(
     State: ``"square_avg"`` (v) and ``"acc_delta"`` (u), created as zeros when first needed.
     """
     lr, rho, eps, weight_decay = map(float, (lr, rho, eps, weight_decay))
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
+    grad = gradient(param, grad, maximize=maximize, weight_decay=weight_decay)
 
-    square_avg = zeros_on_first_use(state, "square_avg", param)
+    square_avg = running_average_sq(state, "square_avg", param, grad, rho)
     acc_delta = zeros_on_first_use(state, "acc_delta", param)
-    square_avg *= rho
-    square_avg += (1 - rho) * grad * grad
     delta = np.sqrt(acc_delta + eps)
     delta /= np.sqrt(square_avg + eps)
     delta *= grad
