@@ -119,6 +119,12 @@ CONFIGS = [
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
 
+def rule_of(config: Config):
+    from fastopt.rules import RULES
+
+    return RULES[config.name]
+
+
 # One representative "everything on" configuration per optimizer class, for tests that need
 # each class once (threads, state-dict round trips with every kind of state); a class without
 # a hand-picked one is represented by its last configuration in CONFIGS.
@@ -131,11 +137,12 @@ PER_CLASS = [
 PER_CLASS += list({c.name: c for c in CONFIGS if c.name not in {p.name for p in PER_CLASS}}.values())
 PER_CLASS_IDS = [c.id for c in PER_CLASS]
 
-
-def rule_of(config: Config):
-    from fastopt.rules import RULES
-
-    return RULES[config.name]
+# The configurations of rules torch.optim has: those the torch comparisons run (a rule torch
+# lacks is compared with the package its rule names, in a test of its own).
+TORCH_CONFIGS = [c for c in CONFIGS if rule_of(c).torch_name]
+TORCH_CONFIG_IDS = [c.id for c in TORCH_CONFIGS]
+TORCH_PER_CLASS = [c for c in PER_CLASS if rule_of(c).torch_name]
+TORCH_PER_CLASS_IDS = [c.id for c in TORCH_PER_CLASS]
 
 
 def expected_state_keys(config: Config) -> set:

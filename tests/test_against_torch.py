@@ -19,10 +19,10 @@ import fastopt  # noqa: E402
 
 from conftest import (  # noqa: E402
     CONFIG_BY_ID,
-    CONFIGS,
-    CONFIG_IDS,
-    PER_CLASS,
-    PER_CLASS_IDS,
+    TORCH_CONFIG_IDS,
+    TORCH_CONFIGS,
+    TORCH_PER_CLASS,
+    TORCH_PER_CLASS_IDS,
     GradStream,
     Model,
     assert_close,
@@ -94,7 +94,7 @@ def run_both(config, model, steps, grads_fn=None):
 
 
 @pytest.mark.parametrize("layout", list(TORCH_LAYOUTS))
-@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+@pytest.mark.parametrize("config", TORCH_CONFIGS, ids=TORCH_CONFIG_IDS)
 def test_matches_torch(config, layout, dtype):
     model = Model(TORCH_LAYOUTS[layout], dtype)
     opt, topt, params_f, params_t = run_both(config, model, STEPS)
@@ -130,7 +130,7 @@ def test_matches_torch(config, layout, dtype):
 
 # Plain Adamax besides PER_CLASS's: with L2 weight decay g + λ p is NaN at every step once p
 # is, which would hide a running max that drops a NaN u.
-NON_FINITE_CONFIGS = PER_CLASS + [CONFIG_BY_ID["adamax"]]
+NON_FINITE_CONFIGS = TORCH_PER_CLASS + [CONFIG_BY_ID["adamax"]]
 
 
 @pytest.mark.parametrize("config", NON_FINITE_CONFIGS, ids=[c.id for c in NON_FINITE_CONFIGS])

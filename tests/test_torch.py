@@ -22,7 +22,8 @@ torch = pytest.importorskip("torch")
 
 import fastopt.torch as ft  # noqa: E402
 
-from conftest import CONFIGS, CONFIG_IDS, PER_CLASS, PER_CLASS_IDS, assert_close  # noqa: E402
+from conftest import (  # noqa: E402
+    TORCH_CONFIG_IDS, TORCH_CONFIGS, TORCH_PER_CLASS, TORCH_PER_CLASS_IDS, assert_close)
 
 STEPS = 200
 DTYPES = [torch.float32, torch.float64]
@@ -89,7 +90,7 @@ def addresses(model):
 
 # ----------------------------------------------------------------------------- training
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+@pytest.mark.parametrize("config", TORCH_CONFIGS, ids=TORCH_CONFIG_IDS)
 def test_trains_like_torch(config, dtype):
     kwargs = kwargs_for(config)
     a, opt, b, ref = pair(config.name, dtype, **kwargs)
@@ -231,7 +232,7 @@ def branches(dtype, seed=0):
     return Branches().to(dtype)
 
 
-@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+@pytest.mark.parametrize("config", TORCH_PER_CLASS, ids=TORCH_PER_CLASS_IDS)
 def test_parameters_without_gradient_are_left_alone(config):
     """Steps counted per parameter, as torch counts them: head 1 is used on every third step
     only, so its step count, bias corrections and state differ from the trunk's."""
@@ -384,7 +385,7 @@ def test_mixed_dtypes_and_channels_last():
 
 
 # ----------------------------------------------------------------------------- state dicts
-@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+@pytest.mark.parametrize("config", TORCH_PER_CLASS, ids=TORCH_PER_CLASS_IDS)
 def test_state_dict_through_a_file_resumes_bit_for_bit(config, tmp_path):
     dtype = torch.float32
     kwargs = kwargs_for(config)
@@ -406,7 +407,7 @@ def test_state_dict_through_a_file_resumes_bit_for_bit(config, tmp_path):
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+@pytest.mark.parametrize("config", TORCH_PER_CLASS, ids=TORCH_PER_CLASS_IDS)
 def test_state_dicts_load_across_torch_and_fastopt(config, tmp_path):
     """torch.optim's state dict, through a file, continues in fastopt.torch, and fastopt.torch's
     in torch.optim: both match a run that never switched."""

@@ -17,8 +17,8 @@ Operations follow SEMANTICS.md in its order; where the sheet leaves the associat
 product open, it is read left to right (``a · b / c`` is ``(a · b) / c``), which is also
 how torch's ``addcmul``/``addcdiv`` evaluate.
 
-The functions live in :mod:`.momentum` (SGD, Adagrad, RMSprop, Adadelta) and :mod:`.adam`
-(the Adam family). The classes, one per rule (``SGD``, ``Adam``, ...), have the constructor
+The functions live in the package's modules, each listing its own in ``__all__``
+(:mod:`.momentum`: SGD, Adagrad, RMSprop, Adadelta; :mod:`.adam`: the Adam family; ...). The classes, one per rule (``SGD``, ``Adam``, ...), have the constructor
 signatures of the public API, ``param_groups`` whose hyper-parameters are read at every
 step, and ``step(grads)`` taking one list of gradients in parameter order over all groups
 (:mod:`.optimizer`); each calls the function its rule names.
@@ -26,12 +26,17 @@ step, and ``step(grads)`` taking one list of gradients in parameter order over a
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from ..rules import RULES
-from . import adam, momentum
 from .optimizer import ReferenceOptimizer, reference_class
 from .state import State, zeros_on_first_use
 
-FUNCTIONS = {name: getattr(module, name) for module in (momentum, adam) for name in module.__all__}
+# Every module of this package but these two holds rules' functions, named in its __all__.
+_MODULES = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
+            if m.name not in ("optimizer", "state")]
+FUNCTIONS = {name: getattr(module, name) for module in _MODULES for name in module.__all__}
 globals().update(FUNCTIONS)
 CLASSES = {name: reference_class(rule) for name, rule in RULES.items()}
 globals().update(CLASSES)
