@@ -20,6 +20,19 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _storage_dtypes() -> tuple[np.dtype, ...]:
+    """The dtypes parameters may have: float32, float64, float16, and ml_dtypes' bfloat16
+    where ml_dtypes is installed."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return (*FLOAT_DTYPES, np.dtype(np.float16))
+    return (*FLOAT_DTYPES, np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+
+
+STORAGE_DTYPES = _storage_dtypes()
+
+
 def _is_bool(value: Any) -> bool:
     return isinstance(value, (bool, np.bool_))
 
@@ -131,6 +144,19 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Optional:
+    """None, or a value ``item`` admits."""
+
+    item: Any
+
+    def __call__(self, name: str, value: Any) -> Any:
+        return None if value is None else self.item(name, value)
+
+    def describe(self) -> str:
+        return f"None or {self.item.describe()}"
+
+
+@dataclass(frozen=True)
 class Pair:
     """Two values, each meeting ``item`` (``betas``); returned as a tuple."""
 
@@ -228,11 +254,13 @@ def representable(name: str, value: Any, dtype: type[np.floating], low: float,
 
 
 def array(name: str, a: Any, *, writable: bool = True) -> np.ndarray:
-    """A C-contiguous, aligned float32/float64 ndarray (writable unless told otherwise)."""
+    """A C-contiguous, aligned ndarray of float32, float64, float16 or bfloat16 (writable
+    unless told otherwise)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    if a.dtype not in STORAGE_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32, float64, float16 or bfloat16, got "
+                        f"{a.dtype}")
     if not (a.flags.c_contiguous and a.flags.aligned):
         raise ValueError(
             f"{name}: expected a C-contiguous, aligned array, got strides {a.strides} "

@@ -59,7 +59,7 @@ def _params_cases():
     yield "param-is-a-list", lambda: [[1.0, 2.0, 3.0]], TypeError, r"params"
     yield "param-is-a-float", lambda: [1.5], TypeError, r"params"
     yield "param-integer", lambda: [np.arange(5)], TypeError, r"params"
-    yield "param-float16", lambda: [_ones(dtype=np.float16)], TypeError, r"params"
+    yield "param-longdouble", lambda: [_ones(dtype=np.longdouble)], TypeError, r"params"
     yield "param-complex", lambda: [_ones(dtype=np.complex128)], TypeError, r"params"
     yield "param-non-contiguous", lambda: [_ones((10,))[::2]], ValueError, r"params"
     yield "param-fortran-order", lambda: [np.asfortranarray(_ones((3, 4)))], ValueError, r"params"

@@ -183,7 +183,7 @@ def test_a_layout_grown_over_a_newcomer_keeps_every_members_state():
 
     checked = engine.check([{"params": params, **ADAM.defaults()}])
     engine.step(checked, bind, [[True, False, True]])
-    assert group.members == [0, 2] and 1 not in group.offsets
+    assert group.members == [0, 2] and 1 not in group.placed
     before = {s: {r: group.view(s, r).copy() for r in group.live[s]} for s in (0, 2)}
     version = group.version
     engine.step(checked, bind, [[False, True, False]])  # its first gradient: laid out anew

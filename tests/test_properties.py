@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import fastopt
 from fastopt import reference
 from fastopt.rules import RULES
+from fastopt.rules.storage import hypers as storage_hypers
 from fastopt.validation import Flag, Pair
 
 unit = st.floats(0.0, 0.999)
@@ -61,10 +62,12 @@ def _from_rule(rule):
         except (TypeError, ValueError):
             return False
         return True
-    values = {h.name: positive if h.name == "lr" else _values(h.check) for h in rule.arguments}
+    values = {h.name: positive if h.name == "lr" else _values(h.check) for h in rule.arguments
+              if h.name not in STORAGE}  # the storage options have tests of their own
     return st.fixed_dictionaries(values).filter(valid).map(lambda kw: (rule.name, kw))
 
 
+STORAGE = {h.name for h in storage_hypers()}
 WRITTEN = {"SGD", "Adagrad", "RMSprop", "Adam", "Adadelta", "Adamax", "NAdam"}
 CONFIGS = st.one_of(SGD, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADADELTA, ADAMAX, NADAM,
                     *(_from_rule(rule) for name, rule in RULES.items() if name not in WRITTEN))

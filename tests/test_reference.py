@@ -601,26 +601,28 @@ def test_updates_in_place_in_parameter_dtype(dtype):
 
 
 def test_defaults_match_api():
+    """torch's hyper-parameters and defaults, and the storage options every rule takes."""
     p = [np.zeros(3)]
+    storage = dict(state_dtype=None, rounding=None, seed=0)
     assert reference.SGD(p).defaults == dict(lr=1e-3, momentum=0.0, dampening=0.0,
-                                             weight_decay=0.0, nesterov=False, maximize=False)
+                                             weight_decay=0.0, nesterov=False, maximize=False, **storage)
     assert reference.Adagrad(p).defaults == dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                                                  initial_accumulator_value=0.0, eps=1e-10,
-                                                 maximize=False)
+                                                 maximize=False, **storage)
     assert reference.RMSprop(p).defaults == dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                                                 momentum=0.0, centered=False, maximize=False)
+                                                 momentum=0.0, centered=False, maximize=False, **storage)
     adam_defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                         maximize=False, decoupled_weight_decay=False)
+                         maximize=False, decoupled_weight_decay=False, **storage)
     assert reference.Adam(p).defaults == adam_defaults
     assert reference.AdamW(p).defaults == {**adam_defaults, "weight_decay": 1e-2,
                                            "decoupled_weight_decay": True}
     assert reference.Adadelta(p).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
-                                                  maximize=False)
+                                                  maximize=False, **storage)
     assert reference.Adamax(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8,
-                                                weight_decay=0.0, maximize=False)
+                                                weight_decay=0.0, maximize=False, **storage)
     assert reference.NAdam(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8,
                                                weight_decay=0.0, momentum_decay=4e-3,
-                                               decoupled_weight_decay=False, maximize=False)
+                                               decoupled_weight_decay=False, maximize=False, **storage)
 
 
 def test_state_created_only_when_used():

@@ -14,6 +14,8 @@ import importlib.util
 import os
 from types import ModuleType
 
+import numpy as np
+
 try:
     from . import baseline
 except ImportError as error:  # a source tree without built kernels, most often
@@ -44,3 +46,10 @@ def _select() -> ModuleType:
 
 
 kernels = _select()
+
+try:  # NumPy has no bfloat16; ml_dtypes' (an optional dependency) is the ecosystem's
+    import ml_dtypes
+except ImportError:
+    pass
+else:
+    kernels.register_bfloat16(np.dtype(ml_dtypes.bfloat16).num)

@@ -19,10 +19,14 @@ cnp.import_array()
 include "platform.pxi"
 include "threads.pxi"
 include "segments.pxi"
+include "staging.pxi"
+include "driver.pxi"
+include "tables.pxi"
 include "elementwise.pxi"
 include "rules.pxi"
 include "norms.pxi"
 include "probe.pxi"
 
-# Storage type codes of SegmentTable, by NumPy dtype name.
-DTYPE_CODES = {"float32": FLOAT32, "float64": FLOAT64}
+# Storage type codes of SegmentTable, by NumPy dtype name, and its rounding modes.
+DTYPE_CODES = {"float32": FLOAT32, "float64": FLOAT64, "bfloat16": BFLOAT16, "float16": FLOAT16}
+ROUNDING = {"nearest": NEAREST, "stochastic": STOCHASTIC, "kahan": KAHAN}

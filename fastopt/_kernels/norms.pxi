@@ -58,6 +58,11 @@ def accumulate_norm(SegmentTable table, int kind, bint of_grads, double total):
     cdef bint maximum = kind == MAXIMUM
     if of_grads and not table.bound:
         raise RuntimeError("gradients must be bound before their norm is taken")
+    if not of_grads:  # the arrays' own norm: whatever the gradients were, they are the arrays
+        for s in range(table.t.nseg):
+            table.t.grad[s] = table.t.param[s]
+        table.t.grad_type = table.t.param_type
+    table.find_native()
     with nogil:
         reduce_pass(&table.t, norm_reduce[float], norm_reduce[double], &a, 1, maximum)
         for s in range(table.t.nseg):

@@ -13,6 +13,7 @@ from .. import clip
 from .._kernels import kernels
 from ..rules import Rule
 from ..rules.base import Hypers
+from ..rules.storage import storage_of
 from .group import Group, Run, Slot
 from .memo import Checked, HyperMemo
 
@@ -45,7 +46,8 @@ class Engine:
         everyone = range(len(slots))
         at_construction = self.rule.roles_at_construction(h)
         group = Group(self.rule, slots, self.step_dtype,
-                      everyone if members is None or at_construction else members, self.changes)
+                      everyone if members is None or at_construction else members, self.changes,
+                      storage_of(h), len(self.groups))
         for run in group.runs:
             if at_construction:
                 group.ensure(run, run.slots, at_construction, h)
@@ -74,7 +76,7 @@ class Engine:
         if active is not None:
             for group, marks in zip(self.groups, active):
                 if len(group.members) < len(group.slots):
-                    newcomers = [s for s, on in enumerate(marks) if on and s not in group.offsets]
+                    newcomers = [s for s, on in enumerate(marks) if on and s not in group.placed]
                     if newcomers:  # first gradients of parameters without state yet
                         group.lay_out(newcomers)
         batches: list[tuple[Group, Run, Any, list[int], Checked]] = []

@@ -19,6 +19,7 @@ from .._kernels import kernels
 from ..flat import aligned_offsets, aligned_zeros
 from ..rules import Rule
 from ..rules.base import Hypers
+from ..rules.storage import COMPENSATION, Storage
 
 _NOTHING: frozenset[str] = frozenset()
 _NONE: Mapping[str, Any] = MappingProxyType({})
@@ -54,10 +55,14 @@ class Slot:
 
 
 class Run:
-    """A group's members of one dtype: the segments one kernel call steps."""
+    """A group's members of one dtype: the segments one kernel call steps, and how its
+    parameters are rounded when stored (``rounding``; ``extra``: the compensation role a
+    compensated update needs besides the rule's)."""
 
     def __init__(self, group: Group, slots: list[int]) -> None:
         self.group, self.slots = group, slots
+        self.rounding = group.storage.rounding_of(group.slots[slots[0]].dtype)
+        self.extra = (COMPENSATION,) if self.rounding == "kahan" else ()
         self.table = group.table(slots)
         self.subsets: dict[tuple[int, ...], Any] = {}
         self.uniform = group.same_status(slots)
@@ -101,9 +106,14 @@ class Group:
     """A group's parameters (``slots``) and their state, for one rule."""
 
     def __init__(self, rule: Rule, slots: list[Slot], step_dtype: np.dtype,
-                 members: Iterable[int], changes: list[int] | None = None) -> None:
+                 members: Iterable[int], changes: list[int] | None = None,
+                 storage: Storage = Storage(), index: int = 0) -> None:
+        storage.check(rule.role_names, [slot.dtype for slot in slots])
         self.rule = rule
         self.slots = slots
+        self.storage = storage
+        self.index = index  # the group's place in its engine: its parameters' rounding streams
+        self.roles = (*rule.role_names, COMPENSATION)  # every role a buffer may be laid out for
         n = len(slots)
         self.steps = np.zeros(n, step_dtype)
         self.scalars = {s.name: np.full(n, s.initial, s.dtype) for s in rule.scalars}
@@ -111,7 +121,8 @@ class Group:
         self.changes = [0] if changes is None else changes  # shared with the engine's groups
         self._version = 0
         self.members: list[int] = []
-        self.offsets: dict[int, int] = {}
+        self.placed: set[int] = set()  # the members, for membership tests
+        self.offsets: dict[str, dict[int, int]] = {}  # role -> member -> byte offset
         self.buffers: dict[str, np.ndarray] = {}
         self.runs: list[Run] = []
         self.lay_out(members)
@@ -143,18 +154,27 @@ class Group:
         members = sorted(set(self.members) | set(members))
         if members == self.members and self.runs:
             return
-        offsets, nbytes = aligned_offsets([self.slots[s].size * self.slots[s].dtype.itemsize
-                                           for s in members])
-        offsets = dict(zip(members, offsets))
+        offsets, nbytes = {}, {}
+        for role in self.roles:
+            starts, nbytes[role] = aligned_offsets([self.nbytes_of(s, role) for s in members])
+            offsets[role] = dict(zip(members, starts))
         buffers = {}
         for role, old in self.buffers.items():
-            new = buffers[role] = aligned_zeros(nbytes)
+            new = buffers[role] = aligned_zeros(nbytes[role])
             for s in self.members:
-                size = self.slots[s].size * self.slots[s].dtype.itemsize
-                new[offsets[s]:offsets[s] + size] = old[self.offsets[s]:self.offsets[s] + size]
-        self.members, self.offsets, self.buffers = members, offsets, buffers
+                a, b, size = offsets[role][s], self.offsets[role][s], self.nbytes_of(s, role)
+                new[a:a + size] = old[b:b + size]
+        self.members, self.placed, self.offsets = members, set(members), offsets
+        self.buffers, self.buffer_nbytes = buffers, nbytes
         self.rebuild()
         self.changed()
+
+    def dtype_of(self, s: int, role: str) -> np.dtype:
+        """The storage dtype of parameter ``s``'s ``role``."""
+        return self.storage.state(role, self.slots[s].dtype)
+
+    def nbytes_of(self, s: int, role: str) -> int:
+        return self.slots[s].size * self.dtype_of(s, role).itemsize
 
     def rebuild(self) -> None:
         """New tables over the members' current memory (after a parameter moved)."""
@@ -169,19 +189,27 @@ class Group:
                                      [slot.size for slot in chosen],
                                      kernels.DTYPE_CODES[chosen[0].dtype.name],
                                      None if any(a is None for a in arrays) else arrays)
+        if self.storage.rounding_of(chosen[0].dtype) == "stochastic":
+            table.set_rounding(kernels.ROUNDING["stochastic"])
+            table.set_stream(self.storage.seed, 0, [self.index << 32 | s for s in slots])
         for role in self.buffers:
             self.point(table, slots, role)
         return table
 
     def point(self, table: Any, slots: list[int], role: str) -> None:
         base = self.buffers[role].ctypes.data
-        table.set_state(self.rule.slot(role), [base + self.offsets[s] for s in slots])
+        addresses = [base + self.offsets[role][s] for s in slots]
+        if role == COMPENSATION:
+            if self.storage.rounding_of(self.slots[slots[0]].dtype) == "kahan":
+                table.set_rounding(kernels.ROUNDING["kahan"], addresses)
+            return
+        table.set_state(self.rule.slot(role), addresses,
+                        kernels.DTYPE_CODES[self.dtype_of(slots[0], role).name])
 
     def view(self, s: int, role: str) -> np.ndarray:
-        """Parameter ``s``'s slice of ``role``'s buffer: 1-D, the parameter's dtype."""
-        slot = self.slots[s]
-        start = self.offsets[s]
-        return self.buffers[role][start:start + slot.size * slot.dtype.itemsize].view(slot.dtype)
+        """Parameter ``s``'s slice of ``role``'s buffer: 1-D, of the role's storage dtype."""
+        start = self.offsets[role][s]
+        return self.buffers[role][start:start + self.nbytes_of(s, role)].view(self.dtype_of(s, role))
 
     def nbytes(self) -> int:
         return sum(buffer.nbytes for buffer in self.buffers.values())
@@ -197,7 +225,7 @@ class Group:
         fresh = frozenset(roles) - live
         for role in fresh:
             zeroed = self.allocate(role)
-            value = self.rule.role(role).start(h)
+            value = 0.0 if role == COMPENSATION else self.rule.role(role).start(h)
             if value != 0 or not zeroed:
                 for s in slots:
                     self.view(s, role).fill(value)
@@ -212,9 +240,7 @@ class Group:
         so zeros)."""
         if role in self.buffers:
             return False
-        last = self.members[-1]
-        nbytes = self.offsets[last] + self.slots[last].size * self.slots[last].dtype.itemsize
-        self.buffers[role] = aligned_zeros(nbytes)
+        self.buffers[role] = aligned_zeros(self.buffer_nbytes[role])
         for run in self.runs:
             run.point(role)
         return True
@@ -224,9 +250,13 @@ class Group:
         """One kernel call over ``slots`` (bound to ``table``, gradients bound), reading
         ``grad_scale · g`` as the gradient (negated already, to maximize)."""
         first = slots[0]
+        if run.extra:
+            roles = roles + run.extra
         fresh = _NOTHING if self.live[first].issuperset(roles) else self.ensure(run, slots, roles, h)
         steps = self.steps
         t = int(steps.item(first)) + 1
+        if run.rounding == "stochastic":
+            table.set_stream(h.seed, t)
         before = {name: v[first] for name, v in self.scalars.items()} if self.scalars else _NONE
         scalars = run_rule(self.rule, kernel, table, h, t, before, fresh, mask, grad_scale)
         if table is run.table and run.uniform:  # the whole run, as one (the usual case)
@@ -252,13 +282,13 @@ class Group:
     def entry(self, s: int) -> tuple[int, dict[str, np.floating], dict[str, np.ndarray]]:
         """(step, scalars, role -> view) of parameter ``s``."""
         return (int(self.steps[s]), {name: v[s] for name, v in self.scalars.items()},
-                {role: self.view(s, role) for role in self.rule.role_names if role in self.live[s]})
+                {role: self.view(s, role) for role in self.roles if role in self.live[s]})
 
     def load(self, s: int, step: int, scalars: Mapping[str, Any], roles: Iterable[str]) -> None:
         """Set parameter ``s``'s status; the front end then copies the arrays of ``roles`` into
         :meth:`view` (buffers are allocated here, the values are the caller's)."""
         roles = frozenset(roles)
-        if roles and s not in self.offsets:
+        if roles and s not in self.placed:
             self.lay_out([s])
         for role in roles:
             self.allocate(role)

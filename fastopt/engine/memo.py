@@ -31,9 +31,13 @@ class HyperMemo:
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
-        self.keys = tuple(h.name for h in rule.hypers)
-        self.values = itemgetter(*self.keys) if len(self.keys) > 1 else (
+        self.keys = tuple(h.name for h in rule.hypers if not h.optional)
+        self.optional = tuple((h.name, h.default) for h in rule.hypers if h.optional)
+        required = itemgetter(*self.keys) if len(self.keys) > 1 else (
             lambda group: (group[self.keys[0]],))
+        # A group may lack an optional hyper-parameter (it is then its default).
+        self.values = required if not self.optional else (
+            lambda group: (*required(group), *[group.get(k, d) for k, d in self.optional]))
         # group -> (its raw values, (checked hyper-parameters, roles used, their mask))
         self.memo: dict[int, tuple[tuple, Checked]] = {}
 

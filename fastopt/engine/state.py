@@ -16,6 +16,7 @@ import numpy as np
 from .. import validation
 from ..rules import Rule
 from ..rules.base import Hypers
+from ..rules.storage import COMPENSATION
 
 
 class Loaded(NamedTuple):
@@ -42,7 +43,7 @@ def check_entry(rule: Rule, where: str, entry: Any, h: Hypers,
     """
     if not isinstance(entry, Mapping):
         raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
-    allowed = {*rule.role_names, *(s.name for s in rule.scalars),
+    allowed = {*rule.role_names, COMPENSATION, *(s.name for s in rule.scalars),
                *(("step",) if rule.counts_steps else ())}
     if not allowed & set(entry):
         if strict and entry:
@@ -66,7 +67,7 @@ def check_entry(rule: Rule, where: str, entry: Any, h: Hypers,
         elif step:
             raise ValueError(f"{where}: the state entry {spec.name!r} is missing")
     arrays = {role: array(f"{where}[{role!r}]", role, entry[role])
-              for role in rule.role_names if entry.get(role) is not None}
+              for role in (*rule.role_names, COMPENSATION) if entry.get(role) is not None}
     # A rule that counts steps has all its state from its first step on; SGD's momentum
     # buffer may be absent (it then starts as the next gradient).
     missing = set(rule.roles_used(h)) - set(arrays) if step else set()

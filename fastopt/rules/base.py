@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import validation
+from . import storage
 
 Hypers = tuple  # a group's checked hyper-parameters: a named tuple per rule (``h.lr``)
 Args = dict[str, Any]  # a kernel call's arguments by the names of its C struct's fields
@@ -38,6 +39,8 @@ class Hyper:
     keyword_only: bool = False  # after the ``*`` of the signature, as torch has maximize
     initial_only: bool = False  # sets initial state only (Adagrad's initial_accumulator_value)
     argument: bool = True  # False: in every group, but fixed by the class (AdamW's decoupling)
+    optional: bool = False  # a group may lack it, meaning the default (fastopt.torch's groups
+    #                         hold the storage options only where they are not the default)
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class Rule:
     bench: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
+        if not any(h.name == "state_dtype" for h in self.hypers):  # every rule takes them
+            object.__setattr__(self, "hypers", (*self.hypers, *storage.hypers()))
         names = [h.name for h in self.hypers]
         object.__setattr__(self, "_type", namedtuple(f"{self.name}Hypers", names))
         object.__setattr__(self, "_role_index", {r.name: i for i, r in enumerate(self.roles)})
@@ -152,7 +157,9 @@ class Rule:
 
     def check_group(self, group: Mapping[str, Any]) -> Hypers:
         """The group's hyper-parameters checked, as a named tuple (``h.lr``, ``h.betas``)."""
-        h = self._type(*[hyper.check(hyper.name, group[hyper.name]) for hyper in self.hypers])
+        h = self._type(*[hyper.check(hyper.name, group.get(hyper.name, hyper.default)
+                                     if hyper.optional else group[hyper.name])
+                         for hyper in self.hypers])
         if self.requires is not None:
             self.requires(h)
         return h

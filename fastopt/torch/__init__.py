@@ -45,7 +45,7 @@ import inspect
 from typing import Any
 
 from ..rules import RULES, Rule
-from .optimizer import Optimizer
+from .optimizer import STORAGE_HYPERS, Optimizer
 
 
 def optimizer_class(rule: Rule) -> type[Optimizer]:
@@ -59,7 +59,10 @@ def optimizer_class(rule: Rule) -> type[Optimizer]:
     torch_class = getattr(torch.optim, rule.torch_name or "", None)
     if torch_class is not None:
         cls = type(rule.name, (Optimizer, torch_class), namespace)
-        cls.__signature__ = inspect.signature(torch_class)
+        theirs = inspect.signature(torch_class)  # and the storage options every rule takes
+        cls.__signature__ = theirs.replace(parameters=[*theirs.parameters.values(), *(
+            inspect.Parameter(h.name, inspect.Parameter.KEYWORD_ONLY, default=h.default)
+            for h in STORAGE_HYPERS)])
         return cls
     signature = rule.signature()
 

@@ -17,10 +17,12 @@ import torch
 
 from ..engine import EMPTY, Engine, Group, Loaded, Run, check_entry
 from ..rules import Rule
+from ..rules.storage import hypers as storage_hypers
 from . import tensors
 from .state import Entry, LiveState
 
 _IMPLEMENTATION = ("capturable", "differentiable")  # switches fastopt cannot honour
+STORAGE_HYPERS = storage_hypers()
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -33,11 +35,21 @@ class Optimizer(torch.optim.Optimizer):
     rule: ClassVar[Rule]
 
     def __init__(self, params: Iterable[Any], *args: Any, **kwargs: Any) -> None:
-        self._setup()
+        # The storage options every fastopt rule takes (fastopt.rules.storage), which torch's
+        # constructors do not: in the groups where they are not the default (so that the
+        # groups are torch's own otherwise).
+        storage = {}
+        for h in STORAGE_HYPERS:
+            value = kwargs.pop(h.name, h.default)
+            if value != h.default:
+                storage[h.name] = value
+        self._setup(storage)
         super().__init__(params, *args, **kwargs)
+        self.defaults.update(storage)
         self._step_supports_amp_scaling = False  # the grad-scaling contract is not kept yet
 
-    def _setup(self) -> None:
+    def _setup(self, storage: dict[str, Any]) -> None:
+        self._storage = storage
         step_dtype = np.float64 if torch.get_default_dtype() == torch.float64 else np.float32
         self._engine = Engine(self.rule, step_dtype)  # as torch keeps "step"
         self._params: list[list[torch.Tensor]] = []  # per group: its distinct parameters
@@ -70,6 +82,8 @@ class Optimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         try:
             group = self.param_groups[-1]
+            for key, value in self._storage.items():
+                group.setdefault(key, value)
             h = self._check_group(len(self.param_groups) - 1, group)
             params = list(dict.fromkeys(group["params"]))  # torch warned about duplicates
             start = sum(len(g) for g in self._params)
@@ -89,7 +103,7 @@ class Optimizer(torch.optim.Optimizer):
         self._sync_views()
 
     def _check_group(self, g: int, group: dict[str, Any]) -> Any:
-        missing = {h.name for h in self.rule.hypers} - set(group)
+        missing = {h.name for h in self.rule.hypers if not h.optional} - set(group)
         if missing:
             raise ValueError(f"param_groups[{g}]: missing hyper-parameters {sorted(missing)}")
         for switch in _IMPLEMENTATION:
@@ -181,7 +195,7 @@ class Optimizer(torch.optim.Optimizer):
                 f"params[{s}] of group {g}: it now holds {p.numel()} {p.dtype} elements where "
                 f"its state was made for {group.slots[s].size} {group.slots[s].dtype}: create "
                 "the optimizer again (or load a state dict into a new one)")
-        if s in group.offsets and new.strides != old.strides:
+        if s in group.placed and new.strides != old.strides:
             for role in group.live[s]:  # the state follows the elements into their new order
                 before = tensors.state_view(group.view(s, role), new.stepped, old.strides)
                 tensors.state_view(group.view(s, role), new.stepped).copy_(before.clone())
@@ -297,7 +311,8 @@ class Optimizer(torch.optim.Optimizer):
         or an unpickled optimizer is made: torch's class fills in the groups' defaults; the
         groups and the state are checked, and taken in, or everything is put back as it was."""
         if "_engine" not in self.__dict__:  # a deep copy or an unpickled optimizer: build it
-            self._setup()
+            self._setup({h.name: state["defaults"][h.name] for h in STORAGE_HYPERS
+                         if h.name in state["defaults"]})
             torch.optim.Optimizer.__setstate__(self, {"defaults": state["defaults"],
                                                       "param_groups": []})
             for group in state["param_groups"]:
@@ -307,6 +322,8 @@ class Optimizer(torch.optim.Optimizer):
         loaded = self.__dict__["state"]
         try:
             for g, group in enumerate(self.param_groups):
+                for key, value in self._storage.items():  # a torch.optim dict lacks them
+                    group.setdefault(key, value)
                 self._check_group(g, group)  # torch's class filled in what older versions lacked
             self.state = loaded
             self._views = [[{} for _ in params] for params in self._params]
