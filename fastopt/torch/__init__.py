@@ -22,6 +22,11 @@ Where torch leaves a choice, fastopt.torch behaves as follows:
   checked and taken in before the next step or state dict.
 - CPU parameters of dtype float32, float64, complex64 or complex128 (a complex parameter is
   stepped as its real view, as torch computes it), dense in memory in any dimension order.
+  DTensor parameters (FSDP2's ``fully_shard``, tensor parallelism's ``distribute_tensor``)
+  are stepped through their local shards, where torch keeps them (no gathering, no copies),
+  reading their gradients' local shards; their state is DTensors of the parameter's mesh and
+  placements, as torch.optim's, so DCP saves and reshards it. Partial parameters, plain
+  gradients of DTensor parameters and state of other placements are refused with a message.
   Other devices and dtypes, sparse tensors and sparse gradients are refused with a message;
   so are two parameters over the same memory. ``capturable=True`` and
   ``differentiable=True`` are refused; ``foreach`` and ``fused`` change nothing.

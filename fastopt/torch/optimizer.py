@@ -18,7 +18,7 @@ import torch
 from ..engine import EMPTY, Engine, Group, Loaded, Run, check_entry
 from ..rules import Rule
 from ..rules.storage import hypers as storage_hypers
-from . import tensors
+from . import dtensor, tensors
 from .state import Entry, LiveState
 
 _IMPLEMENTATION = ("capturable", "differentiable")  # switches fastopt cannot honour
@@ -114,7 +114,8 @@ class Optimizer(torch.optim.Optimizer):
     def _refuse_shared_memory(self, new: list[torch.Tensor]) -> None:
         """Two parameters over the same memory would be stepped twice at once."""
         every = [p for group in self._params for p in group] + new
-        spans = sorted((*tensors.byte_range(p), k) for k, p in enumerate(every) if p.numel())
+        spans = sorted((start, end, k) for k, (start, end) in
+                       enumerate(map(tensors.byte_range, every)) if end > start)
         for (_, end, i), (start, _, j) in zip(spans, spans[1:]):
             if start < end:
                 raise ValueError(f"params[{max(i, j)}]: expected memory of its own, got a "
@@ -139,14 +140,14 @@ class Optimizer(torch.optim.Optimizer):
             table.bind_grad_addresses([where[s] for s in slots])
 
         staged = [w for watched, marks in zip(self._watched, active)
-                  for w, on in zip(watched, marks) if on and w.stepped is not w.param]
+                  for w, on in zip(watched, marks) if on and w.stepped is not w.shard]
         for w in staged:
-            w.stepped.copy_(w.param)
+            w.stepped.copy_(w.shard)
         try:
             self._engine.step(checked, bind, active=active)
         finally:
             for w in staged:  # a step that raised changed nothing: copying back is harmless
-                w.param.copy_(w.stepped)
+                w.shard.copy_(w.stepped)
         self._sync_views()
         return loss
 
@@ -154,24 +155,28 @@ class Optimizer(torch.optim.Optimizer):
         """Per group and parameter: whether it has a gradient, and the address of that
         gradient's elements laid out as the stepped tensor's (copies so laid out, of those
         that are not, kept alive in the last list). Every gradient is checked here, before
-        anything is stepped; a parameter whose memory was replaced is followed first."""
+        anything is stepped; a parameter whose memory was replaced is followed first. A
+        DTensor's is its local shard's, and its gradient's local shard's."""
         active, addresses, scratch = [], [], []
         index = 0
         for g, watched in enumerate(self._watched):
             marks, where = [False] * len(watched), [0] * len(watched)
             for s, w in enumerate(watched):
                 p = w.param
-                if p.data_ptr() != w.address:
+                if (dtensor.local(p) if w.distributed else p).data_ptr() != w.address:
                     self._follow(g, s)
                 grad = p.grad
                 if grad is None:
                     continue
                 marks[s] = True
+                if w.distributed:  # kept alive: a redistributed gradient is a new tensor
+                    grad = dtensor.local_grad(f"params[{index + s}]", p, grad)
+                    scratch.append(grad)
                 # torch keeps a .grad of its parameter's dtype and shape; checked all the same,
                 # since a kernel reads exactly that many bytes.
                 if grad.dtype is not w.dtype or grad.shape != w.shape or (
                         grad.layout is not torch.strided):
-                    tensors.refuse_grad(f"params[{index + s}]", grad, p)
+                    tensors.refuse_grad(f"params[{index + s}]", grad, w.shard)
                 if grad.stride() != w.strides and not tensors.same_layout(grad, w.stepped):
                     grad = torch.empty_like(w.stepped).copy_(grad)  # laid out as stepped
                     scratch.append(grad)
@@ -192,8 +197,8 @@ class Optimizer(torch.optim.Optimizer):
         slot = new.slot()
         if (slot.size, slot.dtype) != (group.slots[s].size, group.slots[s].dtype):
             raise RuntimeError(
-                f"params[{s}] of group {g}: it now holds {p.numel()} {p.dtype} elements where "
-                f"its state was made for {group.slots[s].size} {group.slots[s].dtype}: create "
+                f"params[{s}] of group {g}: it now holds {new.shard.numel()} {p.dtype} elements "
+                f"where its state was made for {group.slots[s].size} {group.slots[s].dtype}: create "
                 "the optimizer again (or load a state dict into a new one)")
         if s in group.placed and new.strides != old.strides:
             for role in group.live[s]:  # the state follows the elements into their new order
@@ -215,7 +220,7 @@ class Optimizer(torch.optim.Optimizer):
             if group.version == self._versions[g]:
                 continue
             for s, p in enumerate(params):
-                new = self._views_of(group, s, self._watched[g][s].stepped)
+                new = self._views_of(group, s, self._watched[g][s])
                 entry = dict.get(live, p)
                 if entry is None and new:
                     entry = Entry(self._touch)
@@ -227,7 +232,7 @@ class Optimizer(torch.optim.Optimizer):
                 views[s] = new
             self._versions[g] = group.version
 
-    def _views_of(self, group: Group, s: int, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _views_of(self, group: Group, s: int, w: tensors.Watched) -> dict[str, torch.Tensor]:
         if not group.has_state(s):
             return {}
         views: dict[str, torch.Tensor] = {}
@@ -237,7 +242,7 @@ class Optimizer(torch.optim.Optimizer):
             views[name] = tensors.scalar_view(values, s)
         for role in self.rule.role_names:
             if role in group.live[s]:
-                views[role] = tensors.state_view(group.view(s, role), t)
+                views[role] = w.state(group.view(s, role))
         return views
 
     def _in_sync(self, entry: Any, views: dict[str, torch.Tensor]) -> bool:

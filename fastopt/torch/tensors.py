@@ -4,6 +4,8 @@ A parameter is stepped where torch keeps it: the engine gets its address, its el
 and its dtype (a complex parameter as its real view, as torch.optim computes it). State lives
 in the engine's buffers and is shown to torch as tensors shaped and strided like their
 parameter, each over exactly its own bytes (``torch.save`` of one writes that much only).
+A DTensor parameter is stepped through its local shard (:mod:`.dtensor`), its state shown as
+DTensors like it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from ..engine import Slot
+from . import dtensor
 
 # torch dtype -> (the dtype the kernels step, elements per element of the parameter)
 STEPPED = {
@@ -48,7 +51,11 @@ def overlaps_itself(t: torch.Tensor) -> bool:
 
 
 def check_param(name: str, p: torch.Tensor) -> None:
-    """Refuse what the kernels cannot step, saying why (nothing has changed yet)."""
+    """Refuse what the kernels cannot step, saying why (nothing has changed yet). A DTensor's
+    local shard is what they step."""
+    if dtensor.is_dtensor(p):
+        dtensor.check_param(name, p)
+        name, p = f"{name} (its local shard)", dtensor.local(p)
     if p.device.type != "cpu":
         raise ValueError(f"{name}: expected a CPU tensor, got one on {p.device} "
                          "(fastopt steps CPU parameters)")
@@ -68,26 +75,38 @@ def check_param(name: str, p: torch.Tensor) -> None:
 
 
 class Watched:
-    """A parameter as the optimizer steps it: the tensor the kernels step (``param`` itself
-    when its elements are dense in memory, else a dense copy that the optimizer copies in and
-    out around each step: a strided view, as torch.optim steps it through the view), and what
-    the step checks against (its address, to notice replaced memory; the dtype, shape and
-    strides its gradient must have)."""
+    """A parameter as the optimizer steps it: the tensor holding its elements here (``shard``:
+    ``param`` itself, or a DTensor's local shard), the tensor the kernels step (``shard``
+    itself when its elements are dense in memory, else a dense copy that the optimizer copies
+    in and out around each step: a strided view, as torch.optim steps it through the view),
+    and what the step checks against (the shard's address, to notice replaced memory; the
+    dtype, shape and strides its gradient's shard must have)."""
 
-    __slots__ = ("param", "stepped", "address", "dtype", "shape", "strides")
+    __slots__ = ("param", "shard", "distributed", "stepped", "address", "dtype", "shape",
+                 "strides")
 
     def __init__(self, p: torch.Tensor) -> None:
         self.param = p
-        self.stepped = p if is_dense(p) else torch.empty(p.shape, dtype=p.dtype)
-        self.address = p.data_ptr()
-        self.dtype, self.shape, self.strides = p.dtype, p.shape, self.stepped.stride()
+        self.shard = shard = dtensor.local(p)
+        self.distributed = shard is not p
+        self.stepped = shard if is_dense(shard) else torch.empty(shard.shape, dtype=shard.dtype)
+        self.address = shard.data_ptr()
+        self.dtype, self.shape, self.strides = shard.dtype, shard.shape, self.stepped.stride()
 
     def slot(self) -> Slot:
         dtype, per_element = STEPPED[self.dtype]
         return Slot(self.stepped.data_ptr(), self.stepped.numel() * per_element, dtype)
 
+    def state(self, array: np.ndarray) -> torch.Tensor:
+        """``array`` (the parameter's slice of a state buffer) as torch shows its state: shaped
+        and strided as the stepped tensor, a DTensor like the parameter where it is one."""
+        view = state_view(array, self.stepped)
+        return dtensor.state_like(self.param, view) if self.distributed else view
+
 
 def byte_range(p: torch.Tensor) -> tuple[int, int]:
+    """The bytes holding ``p``'s elements here (a DTensor's: its local shard's)."""
+    p = dtensor.local(p)
     start = p.data_ptr()
     return start, start + p.numel() * p.element_size()
 
@@ -137,7 +156,9 @@ def number(name: str, value: Any) -> Any:
 
 def state_tensor(name: str, value: Any, p: torch.Tensor) -> torch.Tensor:
     """A loaded state array: a dense floating tensor of ``p``'s shape (cast as torch casts
-    when it is copied in)."""
+    when it is copied in); for a DTensor parameter, the local shard of a DTensor like it."""
+    if dtensor.is_dtensor(p):
+        value, p = dtensor.local_state(name, value, p), dtensor.local(p)
     try:
         t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as error:
