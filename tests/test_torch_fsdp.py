@@ -19,7 +19,9 @@ once with ``fastopt.torch.X`` over the same model, data and steps:
    state after loading is bitwise the state saved, and fastopt resumed at 2 ranks from each
    checkpoint follows that implementation's uninterrupted 4-rank run (every step's global
    batch is the same at any world size, split over the ranks), within the tolerances.
-4. With CUDA only (skipped otherwise): FSDP2 with ``CPUOffloadPolicy``, whose sharded
+4. ``step_in_backward``: each sharded parameter stepped from the post-accumulate-grad hook
+   FSDP2 runs after its reduce-scatter, bitwise as ``step()`` after backward.
+5. With CUDA only (skipped otherwise): FSDP2 with ``CPUOffloadPolicy``, whose sharded
    parameters, gradients and so optimizer state live on the CPU under a CUDA mesh.
 
 The multi-process runs are module fixtures (each rank trains every case once; the tests check
@@ -53,12 +55,13 @@ from test_torch_ecosystem import (  # noqa: E402
     make_opt,
     mlp,
     needs_distributed,
+    one_torch_thread,
 )
 
 pytestmark = needs_distributed
 
 STEPS_K, STEPS_M = 4, 3  # steps before a checkpoint, and after it
-AT_4 = ["adam", "nadam", "sgd", "adagrad"]  # at 4 ranks (all eight at 2)
+AT_4 = ["adam", "nadam", "sgd"]  # at 4 ranks (all eight at 2)
 DCP_CONFIGS = ["adam", "nadam", "adagrad", "sgd"]
 RESHARD_CONFIGS = ["adam", "nadam"]
 
@@ -242,8 +245,33 @@ def refusals_rank():
     return out
 
 
+def in_backward_rank():
+    """step_in_backward under FSDP2 (each sharded parameter stepped from the hook FSDP2 runs
+    after its reduce-scatter) against step() after backward, in float64."""
+    import fastopt.torch as ft
+
+    out = {}
+    for config in ("adam", "nadam", "sgd", "adagrad"):
+        for mode in ("after", "in backward"):
+            model = sharded(torch.float64)
+            opt = make_opt("fastopt", config, model.parameters())
+            if mode == "in backward":
+                ft.step_in_backward(opt)
+            for k in range(STEPS_K):
+                opt.zero_grad()
+                x, y = batch(k, torch.float64, dist.get_rank())
+                F.mse_loss(model(x), y).backward()
+                if mode == "after":
+                    opt.step()
+                else:
+                    assert all(p.grad is None for p in model.parameters())  # freed as stepped
+            out[config, mode] = full_params(model), full_state(model, opt)
+    return out
+
+
 def two_ranks_rank(ckpt_dir):
-    out = {"tensor parallel": tensor_parallel_rank(), "refusals": refusals_rank()}
+    out = {"tensor parallel": tensor_parallel_rank(), "refusals": refusals_rank(),
+           "in backward": in_backward_rank()}
     out.update(training_rank(list(CONFIGS), ckpt_dir))
     mine = [("fastopt", "fastopt")]
     out.update(resume_rank(DCP_CONFIGS, ckpt_dir, mine))
@@ -327,6 +355,17 @@ def test_dtensor_refusals_say_why_and_change_nothing(at_2):
     assert refused["unchanged"]
 
 
+def test_fsdp2_step_in_backward_is_bitwise_step_after_backward(at_2):
+    results = at_2["in backward"]
+    for config in ("adam", "nadam", "sgd", "adagrad"):
+        params, state = results[config, "in backward"]
+        assert_params_equal(params, results[config, "after"][0], config)
+        assert_state_dicts_match(state, results[config, "after"][1], None, config)
+        torch.manual_seed(0)
+        assert_params_differ(params, [p.detach() for p in mlp(torch.float64).parameters()],
+                             RTOL[torch.float64], f"{config}: trained")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("config", DCP_CONFIGS)
 def test_fsdp2_dcp_resumes_bit_for_bit(config, dtype, at_2):
@@ -336,8 +375,9 @@ def test_fsdp2_dcp_resumes_bit_for_bit(config, dtype, at_2):
     ref_params, ref_state = at_2[(dtype, config, "fastopt"), "end"]
     assert_params_equal(params, ref_params, f"{what}: resumed vs uninterrupted")
     assert_state_dicts_match(state, ref_state, None, f"{what}: resumed vs uninterrupted")
-    assert_state_dicts_match(at_2[case, "resumed, loaded"][1], at_2[(dtype, config, "fastopt"), "saved"][1],
-                             None, f"{what}: loaded vs saved")
+    assert_state_dicts_match(at_2[case, "resumed, loaded"][1],
+                             at_2[(dtype, config, "fastopt"), "saved"][1], None,
+                             f"{what}: loaded vs saved")
     other, _ = at_2[case, "model only"]
     assert_params_differ(other, params, RTOL[dtype], f"{what}: the model only loaded")
 
@@ -347,7 +387,8 @@ def test_fsdp2_dcp_resumes_bit_for_bit(config, dtype, at_2):
 def test_fsdp2_dcp_saved_at_4_ranks_resumes_at_2(config, dtype, at_4, resharded):
     what = f"{config} {dtype} (4 -> 2 ranks)"
     saved_params, saved_state = at_4[(dtype, config, "fastopt"), "saved"]
-    loaded_params, loaded_state = resharded[(dtype, config, "fastopt", "fastopt"), "resumed, loaded"]
+    case = dtype, config, "fastopt", "fastopt"
+    loaded_params, loaded_state = resharded[case, "resumed, loaded"]
     assert_params_equal(loaded_params, saved_params, f"{what}: parameters loaded")
     assert_state_dicts_match(loaded_state, saved_state, None, f"{what}: state loaded")
     # Resumed at 2 ranks, each from its checkpoint, as the 4-rank runs went on uninterrupted

@@ -97,9 +97,34 @@ class Engine:
                 total = kernels.accumulate_norm(batch[2], norm_kind, True, total)
             norm = math.sqrt(total) if norm_kind == 0 else total
             grad_scale *= clip.coefficient(norm, max_norm)
+        self._run(batches, grad_scale)
+        return norm
+
+    def step_slots(self, checked: list[Checked], bind: Binder,
+                   chosen: Mapping[int, Sequence[int]]) -> None:
+        """One step of the ``chosen`` slots only (group index -> slots), each as :meth:`step`
+        would step it among all: for stepping parameters as their gradients arrive (in
+        backward), without visiting the others."""
+        batches: list[tuple[Group, Run, Any, list[int], Checked]] = []
+        for g, slots in chosen.items():
+            group = self.groups[g]
+            newcomers = [s for s in slots if s not in group.placed]
+            if newcomers:
+                group.lay_out(newcomers)
+            by_run: dict[int, tuple[Run, list[int]]] = {}
+            for s in slots:
+                run = group.run_of[s]
+                by_run.setdefault(id(run), (run, []))[1].append(s)
+            for run, mine in by_run.values():
+                for table, batch in run.batches_of(mine):
+                    bind(g, run, table, batch)
+                    batches.append((group, run, table, batch, checked[g]))
+        self._run(batches, 1.0)
+
+    def _run(self, batches: list[tuple[Group, Run, Any, list[int], Checked]],
+             grad_scale: float) -> None:
         for group, run, table, slots, (h, roles, mask, sign) in batches:
             group.step(run, table, slots, h, roles, mask, self.kernel, sign * grad_scale)
-        return norm
 
     # ------------------------------------------------------------------ state
     def nbytes(self) -> int:

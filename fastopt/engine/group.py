@@ -23,7 +23,9 @@ from ..rules.storage import COMPENSATION, Storage
 
 _NOTHING: frozenset[str] = frozenset()
 _NONE: Mapping[str, Any] = MappingProxyType({})
-_SUBSETS = 32  # tables over parts of a run kept; patterns of missing gradients rarely repeat widely
+# Tables over parts of a run kept: one per parameter (stepped one at a time in backward), and
+# 32 more, since patterns of missing gradients rarely repeat widely.
+_SUBSETS = 32
 
 
 def run_rule(rule: Rule, kernel: int, table: Any, h: Hypers, t: int,
@@ -78,7 +80,11 @@ class Run:
         step status they share: usually the whole run at once."""
         if self.uniform and (active is None or all(active[s] for s in self.slots)):
             return [(self.table, self.slots)]
-        chosen = self.slots if active is None else [s for s in self.slots if active[s]]
+        return self.batches_of(self.slots if active is None else
+                               [s for s in self.slots if active[s]])
+
+    def batches_of(self, chosen: Sequence[int]) -> list[tuple[Any, list[int]]]:
+        """(table, slots) for ``chosen`` slots of the run, one per step status they share."""
         by_status: dict[tuple, list[int]] = {}
         for s in chosen:
             by_status.setdefault(self.group.status(s), []).append(s)
@@ -90,7 +96,7 @@ class Run:
         key = tuple(slots)
         table = self.subsets.get(key)
         if table is None:
-            if len(self.subsets) >= _SUBSETS:
+            if len(self.subsets) >= _SUBSETS + len(self.slots):
                 self.subsets.clear()
             table = self.subsets[key] = self.group.table(slots)
         return table
@@ -181,6 +187,7 @@ class Group:
         dtypes = dict.fromkeys(self.slots[s].dtype for s in self.members)
         self.runs = [Run(self, [s for s in self.members if self.slots[s].dtype == dtype])
                      for dtype in dtypes]
+        self.run_of = {s: run for run in self.runs for s in run.slots}
 
     def table(self, slots: list[int]) -> Any:
         chosen = [self.slots[s] for s in slots]
@@ -276,7 +283,10 @@ class Group:
             steps[where] = t
         for name, value in scalars.items():
             self.scalars[name][where] = value
-        run.uniform = self.same_status(run.slots)
+        # After part of the run stepped, its statuses differ (at least until the rest steps
+        # too): said without comparing them all, which stepping one parameter at a time
+        # would pay per parameter. The run's next whole step finds out (Run.batches).
+        run.uniform = len(slots) == len(run.slots) and self.same_status(run.slots)
 
     # ------------------------------------------------------------------ state
     def entry(self, s: int) -> tuple[int, dict[str, np.floating], dict[str, np.ndarray]]:

@@ -51,6 +51,7 @@ from typing import Any
 
 from ..rules import RULES, Rule
 from .optimizer import STORAGE_HYPERS, Optimizer
+from .overlap import StepInBackward, step_in_backward
 
 
 def optimizer_class(rule: Rule) -> type[Optimizer]:
@@ -83,4 +84,4 @@ def optimizer_class(rule: Rule) -> type[Optimizer]:
 OPTIMIZERS: dict[str, type[Optimizer]] = {name: optimizer_class(rule) for name, rule in RULES.items()}
 globals().update(OPTIMIZERS)
 
-__all__ = ["Optimizer", "OPTIMIZERS", *OPTIMIZERS]
+__all__ = ["Optimizer", "OPTIMIZERS", "StepInBackward", "step_in_backward", *OPTIMIZERS]

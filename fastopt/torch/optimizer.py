@@ -9,7 +9,7 @@ the user put them, and ``state`` kept in the engine's buffers (see :mod:`.state`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,6 +53,7 @@ class Optimizer(torch.optim.Optimizer):
         step_dtype = np.float64 if torch.get_default_dtype() == torch.float64 else np.float32
         self._engine = Engine(self.rule, step_dtype)  # as torch keeps "step"
         self._params: list[list[torch.Tensor]] = []  # per group: its distinct parameters
+        self._place: dict[torch.Tensor, tuple[int, int]] = {}  # parameter -> (group, index)
         self._watched: list[list[tensors.Watched]] = []  # per group: how each one is stepped
         self._views: list[list[dict[str, torch.Tensor]]] = []  # per group: each one's state
         self._versions: list[int] = []  # per group: the engine's version the views show
@@ -96,6 +97,7 @@ class Optimizer(torch.optim.Optimizer):
         watched = [tensors.Watched(p) for p in params]
         self._engine.add_group([w.slot() for w in watched], h,
                                members=[i for i, p in enumerate(params) if p.requires_grad])
+        self._place.update((p, (len(self._params), s)) for s, p in enumerate(params))
         self._params.append(params)
         self._watched.append(watched)
         self._views.append([{} for _ in params])
@@ -141,15 +143,62 @@ class Optimizer(torch.optim.Optimizer):
 
         staged = [w for watched, marks in zip(self._watched, active)
                   for w, on in zip(watched, marks) if on and w.stepped is not w.shard]
+        self._staged(staged, lambda: self._engine.step(checked, bind, active=active))
+        return loss
+
+    def _staged(self, staged: list[tensors.Watched], step: Callable[[], Any]) -> None:
+        """``step()`` with the dense copies of strided parameters (``staged``) copied in
+        before and out after; then the state shown anew."""
         for w in staged:
             w.stepped.copy_(w.shard)
         try:
-            self._engine.step(checked, bind, active=active)
+            step()
         finally:
             for w in staged:  # a step that raised changed nothing: copying back is harmless
                 w.shard.copy_(w.stepped)
         self._sync_views()
-        return loss
+
+    @torch.no_grad()
+    def step_parameters(self, params: Sequence[torch.Tensor],
+                        grads: Sequence[torch.Tensor | None] | None = None) -> None:
+        """Update ``params`` only (parameters of this optimizer), each as :meth:`step` would
+        update it, with ``grads`` (default: each one's ``.grad``; None: not stepped): for
+        stepping parameters as their gradients become final, in backward
+        (:func:`fastopt.torch.step_in_backward`). The others are not visited. Every gradient
+        is checked before anything is stepped."""
+        if self._dirty:
+            self._take_state_in()
+        chosen: dict[int, list[int]] = {}
+        addresses: dict[tuple[int, int], int] = {}
+        scratch: list[torch.Tensor] = []
+        staged = []
+        for n, p in enumerate(params):
+            place = self._place.get(p) if isinstance(p, torch.Tensor) else None
+            if place is None:
+                raise ValueError(f"params[{n}]: expected a parameter of this optimizer, got "
+                                 + (f"a tensor of shape {tuple(p.shape)}" if isinstance(
+                                     p, torch.Tensor) else type(p).__name__))
+            g, s = place
+            w = self._watched[g][s]
+            if (dtensor.local(p) if w.distributed else p).data_ptr() != w.address:
+                self._follow(g, s)
+                w = self._watched[g][s]
+            grad = p.grad if grads is None else grads[n]
+            if grad is None:
+                continue
+            if (g, s) in addresses:
+                raise ValueError(f"params[{n}]: expected each parameter once, got it twice")
+            index = sum(len(group) for group in self._params[:g]) + s
+            addresses[g, s] = self._gradient_address(index, w, grad, scratch)
+            chosen.setdefault(g, []).append(s)
+            if w.stepped is not w.shard:
+                staged.append(w)
+        checked = self._engine.check(self.param_groups)
+
+        def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
+            table.bind_grad_addresses([addresses[g, s] for s in slots])
+
+        self._staged(staged, lambda: self._engine.step_slots(checked, bind, chosen))
 
     def _gradients(self) -> tuple[list[list[bool]], list[list[int]], list[torch.Tensor]]:
         """Per group and parameter: whether it has a gradient, and the address of that
@@ -169,22 +218,29 @@ class Optimizer(torch.optim.Optimizer):
                 if grad is None:
                     continue
                 marks[s] = True
-                if w.distributed:  # kept alive: a redistributed gradient is a new tensor
-                    grad = dtensor.local_grad(f"params[{index + s}]", p, grad)
-                    scratch.append(grad)
-                # torch keeps a .grad of its parameter's dtype and shape; checked all the same,
-                # since a kernel reads exactly that many bytes.
-                if grad.dtype is not w.dtype or grad.shape != w.shape or (
-                        grad.layout is not torch.strided):
-                    tensors.refuse_grad(f"params[{index + s}]", grad, w.shard)
-                if grad.stride() != w.strides and not tensors.same_layout(grad, w.stepped):
-                    grad = torch.empty_like(w.stepped).copy_(grad)  # laid out as stepped
-                    scratch.append(grad)
-                where[s] = grad.data_ptr()
+                where[s] = self._gradient_address(index + s, w, grad, scratch)
             active.append(marks)
             addresses.append(where)
             index += len(watched)
         return active, addresses, scratch
+
+    @staticmethod
+    def _gradient_address(index: int, w: tensors.Watched, grad: torch.Tensor,
+                          scratch: list[torch.Tensor]) -> int:
+        """Where parameter ``index``'s gradient ``grad`` (checked here) has its elements laid
+        out as the stepped tensor's; a tensor made for it (a copy so laid out, a
+        redistributed DTensor gradient's shard) is kept alive in ``scratch``."""
+        if w.distributed:
+            grad = dtensor.local_grad(f"params[{index}]", w.param, grad)
+            scratch.append(grad)
+        # torch keeps a .grad of its parameter's dtype and shape; checked all the same, since a
+        # kernel reads exactly that many bytes.
+        if grad.dtype is not w.dtype or grad.shape != w.shape or grad.layout is not torch.strided:
+            tensors.refuse_grad(f"params[{index}]", grad, w.shard)
+        if grad.stride() != w.strides and not tensors.same_layout(grad, w.stepped):
+            grad = torch.empty_like(w.stepped).copy_(grad)  # laid out as stepped
+            scratch.append(grad)
+        return grad.data_ptr()
 
     def _follow(self, g: int, s: int) -> None:
         """Step parameter ``s`` of group ``g`` where its memory is now (``p.data = ...``, a
