@@ -20,6 +20,7 @@ from ._version import __version__
 from .clip import clip_grad_norm_, clip_grad_value_, grad_norm
 from .flat import flatten
 from .optim import OPTIMIZERS, Optimizer
+from . import threads
 from .threads import OPENMP, get_num_threads, set_num_threads
 
 globals().update(OPTIMIZERS)
@@ -41,6 +42,7 @@ def config() -> dict[str, Any]:
         "openmp": OPENMP,
         "threading": "OpenMP" if OPENMP else "serial (built without OpenMP)",
         "threads": get_num_threads(),
+        "threads_from": threads.policy(),
         "serial_threshold": kernels.get_serial_threshold(),
         "contention_fallback": kernels.get_adaptive(),
         "numpy": numpy.__version__,

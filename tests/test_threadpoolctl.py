@@ -62,11 +62,14 @@ json.dump(out, sys.stdout)
 """
 
 
-def observe(omp_num_threads: str | None = None) -> dict:
+def observe(omp_num_threads: str | None = None, local_world_size: str | None = None) -> dict:
     env = dict(os.environ)
-    env.pop("OMP_NUM_THREADS", None)
+    for name in ("OMP_NUM_THREADS", *fastopt.threads.LOCAL_SIZE_VARIABLES):
+        env.pop(name, None)
     if omp_num_threads is not None:
         env["OMP_NUM_THREADS"] = omp_num_threads
+    if local_world_size is not None:
+        env["LOCAL_WORLD_SIZE"] = local_world_size
     # The same fastopt as this process, whether installed or built in place.
     env["PYTHONPATH"] = os.pathsep.join(
         [str(Path(fastopt.__file__).parents[1]), env.get("PYTHONPATH", "")]
@@ -127,3 +130,16 @@ def test_serial_build_runs_every_step_on_one_thread(default):
     assert default["runtimes"] == []
     for key in ("threads", "team", "team_set_2", "team_limited", "team_after_limit", "team_set_1"):
         assert default[key] == 1, key
+
+
+@pytest.mark.skipif(not fastopt.OPENMP, reason="a serial build has no OpenMP runtime")
+def test_ranks_sharing_the_machine_use_their_share_of_the_cores():
+    """Two local ranks (torchrun's LOCAL_WORLD_SIZE): half the cores each, in the team that
+    runs the step; OMP_NUM_THREADS and set_num_threads still decide when given."""
+    cores = fastopt.threads.usable_cores()
+    seen = observe(local_world_size="2")
+    assert seen["threads"] == seen["team"] == max(1, cores // 2)
+    assert seen["team_set_2"] == 2  # asked for: obeyed
+    assert seen["team_set_1"] == 1
+    assert observe(omp_num_threads="2", local_world_size="2")["team"] == 2
+    assert observe(local_world_size="1")["team"] == observe()["team"]

@@ -52,6 +52,41 @@ def test_set_num_threads_refuses_nonsense(bad, restore_threads):
     assert fastopt.get_num_threads() == before == (2 if fastopt.OPENMP else 1)
 
 
+@pytest.mark.parametrize("environ,cores,expected", [
+    ({}, 8, 0),                                                  # one process: OpenMP's count
+    ({"LOCAL_WORLD_SIZE": "1"}, 8, 0),
+    ({"LOCAL_WORLD_SIZE": "2"}, 8, 4),                           # torchrun, 2 ranks
+    ({"LOCAL_WORLD_SIZE": "3"}, 8, 2),                           # rounded down
+    ({"LOCAL_WORLD_SIZE": "8"}, 2, 1),                           # at least one each
+    ({"OMPI_COMM_WORLD_LOCAL_SIZE": "4"}, 16, 4),                # Open MPI
+    ({"MPI_LOCALNRANKS": "2"}, 6, 3),                            # MPICH, Intel MPI
+    ({"SLURM_NTASKS_PER_NODE": "2"}, 4, 2),
+    ({"LOCAL_WORLD_SIZE": "two"}, 8, 0),                         # not a count: ignored
+    ({"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "3"}, 8, 0),   # the environment's count
+    ({"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": " "}, 8, 4),
+])
+def test_default_threads_is_a_ranks_share_of_the_cores(environ, cores, expected):
+    cap, why = fastopt.threads.default_threads(environ, cores)
+    assert cap == expected, why
+    if expected:
+        assert f"share {cores} cores: {expected} each" in why
+
+
+def test_default_cap_limits_the_count_until_set_num_threads(restore_threads):
+    from fastopt._kernels import kernels
+
+    before = kernels.get_default_cap()
+    try:
+        kernels.set_default_cap(1)
+        assert fastopt.get_num_threads() == 1
+        assert fastopt.config()["threads"] == 1
+        fastopt.set_num_threads(2)  # asked for: the cap no longer applies
+        assert kernels.get_default_cap() == 0
+        assert fastopt.get_num_threads() == (2 if fastopt.OPENMP else 1)
+    finally:
+        kernels.set_default_cap(before)
+
+
 def test_config_and_show_config(capsys):
     cfg = fastopt.config()
     assert isinstance(cfg, dict)

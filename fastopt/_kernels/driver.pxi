@@ -47,7 +47,7 @@ cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, const void* args,
     cdef bint parallel = use_threads(t.total, &t.policy)
     cdef double start = omp_get_wtime() if t.total >= serial_threshold else 0.0
     if parallel:
-        for k in prange(t.npieces, schedule="static"):
+        for k in prange(t.npieces, schedule="static", num_threads=team_size()):
             if k == 0:
                 fastopt_note_team_size()
             run_piece(t, k, f32, f64, args, with_segments)
@@ -74,7 +74,7 @@ cdef void reduce_pass(Table* t, reduce_f32 f32, reduce_f64 f64, const void* args
     cdef bint parallel = use_threads(t.total, &t.reduce_policy)
     cdef double start = omp_get_wtime() if t.total >= serial_threshold else 0.0
     if parallel:
-        for k in prange(t.npieces, schedule="static"):
+        for k in prange(t.npieces, schedule="static", num_threads=team_size()):
             reduce_piece(t, k, f32, f64, args)
     else:
         for k in range(t.npieces):

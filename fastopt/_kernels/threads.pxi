@@ -16,13 +16,41 @@ OPENMP = bool(FASTOPT_OPENMP)
 cdef Py_ssize_t serial_threshold = 32768
 
 
+# The most threads a step uses while nobody asked for a count: a rank's share of the cores
+# where several ranks share the machine (fastopt.threads decides it at import), so that they
+# do not each start a full team; 0: OpenMP's count alone. Process-wide, unlike OpenMP's count
+# (a thread's own), so that steps run from other threads (a DDP communication hook's) keep to
+# it too. set_num_threads lifts it: a count asked for is obeyed.
+cdef int default_cap = 0
+
+
+cdef inline int team_size() noexcept nogil:
+    cdef int n = omp_get_max_threads()
+    if 0 < default_cap < n:
+        return default_cap
+    return n
+
+
 def get_num_threads():
-    """Threads the next parallel step may use (OpenMP's default honours OMP_NUM_THREADS)."""
-    return omp_get_max_threads()
+    """Threads the next parallel step may use: OpenMP's count (which honours OMP_NUM_THREADS,
+    set_num_threads and threadpoolctl), at most the default cap while one is set."""
+    return team_size()
 
 
 def set_num_threads(int n):
+    global default_cap
+    default_cap = 0
     omp_set_num_threads(n)
+
+
+def get_default_cap():
+    return default_cap
+
+
+def set_default_cap(int n):
+    """The most threads a step uses until set_num_threads is called (0: no cap)."""
+    global default_cap
+    default_cap = max(n, 0)
 
 
 def get_serial_threshold():
@@ -92,7 +120,7 @@ cdef inline void record(Policy* policy, bint parallel, double seconds) noexcept 
 
 
 cdef inline bint use_threads(Py_ssize_t total, Policy* policy) noexcept nogil:
-    return total >= serial_threshold and go_parallel(policy)
+    return total >= serial_threshold and team_size() > 1 and go_parallel(policy)
 
 
 cdef inline void account(Py_ssize_t total, Policy* policy, bint parallel, double start) noexcept nogil:
