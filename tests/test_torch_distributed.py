@@ -8,6 +8,8 @@ split over the ranks, so that runs at 2 and 3 ranks follow one trajectory up to 
    parameters and the consolidated state dict are bitwise those of one unsharded fastopt
    optimizer stepped with the same averaged gradients (all-reduced here, by the test), and
    close to DDP + torch.optim's; the ranks' parameters are bitwise equal.
+   The same by reduce-scatter and all-gather (``reduce_scatter=True``; on gloo, the default
+   is an all-reduce and a broadcast per rank, which gloo runs faster).
 2. A parameter with a gradient on rank 0 only is averaged with zeros (as DDP does), one with no
    gradient anywhere is not stepped and has no state (as torch.optim): bitwise the unsharded
    optimizer given the same gradients and Nones.
@@ -76,11 +78,12 @@ def backward(model, k, dtype):
     F.mse_loss(model(x), y).backward()
 
 
-def zero(config, params, **overrides):
+def zero(config, params, reduce_scatter=None, **overrides):
     from fastopt.torch.distributed import ZeroOptimizer
 
     name, kwargs = CONFIGS[config]
-    return ZeroOptimizer(params, getattr(ft, name), **{**kwargs, **overrides})
+    return ZeroOptimizer(params, getattr(ft, name), reduce_scatter=reduce_scatter,
+                         **{**kwargs, **overrides})
 
 
 def averaged(model):
@@ -96,12 +99,13 @@ def averaged(model):
     return grads
 
 
-def zero_and_unsharded(config, dtype, model_fn, forward, steps):
+def zero_and_unsharded(config, dtype, model_fn, forward, steps, reduce_scatter=None):
     """The same model trained by ZeroOptimizer and by one unsharded fastopt optimizer given the
     averaged gradients; returns both runs' parameters and state dicts."""
     runs = {}
     model, ref = model_fn(), model_fn()
-    opt, ref_opt = zero(config, model.parameters()), make_opt("fastopt", config, ref.parameters())
+    opt = zero(config, model.parameters(), reduce_scatter)
+    ref_opt = make_opt("fastopt", config, ref.parameters())
     for k in range(steps):
         for m, o in ((model, opt), (ref, ref_opt)):
             o.zero_grad()
@@ -273,6 +277,10 @@ def two_ranks_rank(ckpt_dir):
     for config in ("adam", "sgd"):
         out["branchy", config], _ = zero_and_unsharded(config, torch.float64, branchy,
                                                        branchy_forward, 4)
+    for dtype in DTYPES:  # gloo's own reduce-scatter and all-gather (slower, the same result)
+        out["reduce_scatter", dtype], _ = zero_and_unsharded(
+            "adam", dtype, lambda dtype=dtype: mlp(dtype),
+            lambda m, k, dtype=dtype: backward(m, k, dtype), K, reduce_scatter=True)
     for dtype in DTYPES:
         for config in AT_3:
             for src in ("zero", "torch"):
@@ -326,6 +334,14 @@ def test_zero_is_bitwise_the_unsharded_step_and_close_to_ddp_torch_optim(config,
     assert_state_dicts_match(state, ref_state, RTOL[dtype], f"{what}: vs DDP + torch.optim")
     torch.manual_seed(0)
     assert_params_differ(params, params_of(mlp(dtype)), RTOL[dtype], f"{what}: trained")
+
+
+@needs_distributed
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_zero_by_reduce_scatter_and_all_gather(dtype, at_2):
+    runs = at_2["reduce_scatter", dtype]
+    assert_params_equal(runs["zero"][0], runs["unsharded"][0], f"{dtype}")
+    assert_state_dicts_match(runs["zero"][1], runs["unsharded"][1], None, f"{dtype}")
 
 
 @needs_distributed
