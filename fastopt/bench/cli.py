@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE",
                         help="also write the results as JSON ('-': stdout)")
     parser.add_argument("--plot", metavar="PNG", help="also plot Gelem/s against size (matplotlib)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="instead: training on --ranks processes of this host (gloo) under "
+                             "DDP, FSDP2 and ZeRO-1 against torch.optim, stepping in backward, "
+                             "and ranks sharing the cores (needs torch)")
+    parser.add_argument("--ranks", type=int, default=2, help="processes for --distributed")
     return parser
 
 
@@ -68,10 +73,16 @@ def progress(message: str, start: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 1 where fastopt's deviation from the reference is not finite."""
     args = build_parser().parse_args(argv)
-    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    rounds = 2 if args.quick else args.rounds
     if args.threads is not None:
         set_threads(args.threads)
+    if args.distributed:
+        from .multi_rank import run
+
+        if args.optimizers == list(NAMES):  # the default: the two most run
+            args.optimizers = ["AdamW", "SGD"]
+        return run(args)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    rounds = 2 if args.quick else args.rounds
     cases = [(n, d, s) for n in args.optimizers for d in args.dtypes for s in sizes]
     config = fastopt.config()
     print(f"fastopt {config['fastopt']} bench: {config['threads']} threads, "

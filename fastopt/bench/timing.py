@@ -17,24 +17,35 @@ import numpy as np
 Times = dict[Any, list[float]]  # seconds per call, one sample per round, by contender
 
 
-def sample(fn: Callable[[], Any], budget: float) -> float:
-    """Seconds per call of ``fn``, calling it often enough that one sample lasts ``budget``."""
+def _alone(seconds: float) -> float:
+    return seconds
+
+
+def sample(fn: Callable[[], Any], budget: float,
+           agree: Callable[[float], float] = _alone) -> float:
+    """Seconds per call of ``fn``, calling it often enough that one sample lasts ``budget``.
+
+    ``agree`` turns this process's seconds into the ones every process uses: several ranks
+    timing calls that hold collectives must make the same number of calls, and a sample is
+    then the slowest rank's (:func:`fastopt.bench.distributed.slowest`)."""
     start = time.perf_counter()
     fn()
-    once = time.perf_counter() - start
+    once = agree(time.perf_counter() - start)
     calls = max(1, int(budget / max(once, 1e-7)))
+    agree(0.0)  # every rank starts the timed calls together
     start = time.perf_counter()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - start) / calls
+    return agree((time.perf_counter() - start) / calls)
 
 
-def run_rounds(contenders: dict[Any, Callable[[], Any]], rounds: int, budget: float) -> Times:
+def run_rounds(contenders: dict[Any, Callable[[], Any]], rounds: int, budget: float,
+               agree: Callable[[float], float] = _alone) -> Times:
     """Seconds per call of each contender, one sample per round, all of them in every round."""
     times: Times = {key: [] for key in contenders}
     for _ in range(rounds):
         for key, fn in contenders.items():
-            times[key].append(sample(fn, budget))
+            times[key].append(sample(fn, budget, agree))
     return times
 
 
