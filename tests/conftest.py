@@ -115,6 +115,25 @@ CONFIGS = [
     _c("nadam-all", "NAdam", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.1,
        momentum_decay=0.05, decoupled_weight_decay=True, maximize=True),
     _c("radam", "RAdam", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.05, maximize=True),
+    # LAMB: decoupled (fixed) or L2 decay, rectify (degenerated_to_sgd, n_sma_threshold),
+    # grad_averaging, adam, betas/eps, maximize
+    _c("lamb", "LAMB", lr=0.01, weight_decay=0.1),
+    _c("lamb-l2-betas-eps", "LAMB", lr=0.01, betas=(0.8, 0.99), eps=1e-4, weight_decay=0.05,
+       weight_decouple=False),
+    _c("lamb-rectify-fixed_decay", "LAMB", lr=0.01, rectify=True, weight_decay=0.01,
+       fixed_decay=True),
+    _c("lamb-rectify-sgd-threshold", "LAMB", lr=0.01, rectify=True, degenerated_to_sgd=True,
+       n_sma_threshold=6, weight_decay=0.05, weight_decouple=False, grad_averaging=False),
+    _c("lamb-adam", "LAMB", lr=0.01, adam=True, eps=1e-8),
+    _c("lamb-all", "LAMB", lr=0.01, betas=(0.85, 0.995), weight_decay=0.05, weight_decouple=False,
+       grad_averaging=False, eps=1e-5, maximize=True),
+    # LARS: momentum (0, dampening, nesterov), weight_decay, trust_coefficient, adapt, maximize
+    _c("lars", "LARS", lr=0.1, trust_coefficient=0.05),
+    _c("lars-no-momentum", "LARS", lr=0.1, momentum=0.0, trust_coefficient=0.05),
+    _c("lars-dampening", "LARS", lr=0.1, momentum=0.5, dampening=0.3, trust_coefficient=0.05),
+    _c("lars-unadapted", "LARS", lr=0.01, weight_decay=0.01, adapt=False),
+    _c("lars-all", "LARS", lr=0.1, weight_decay=0.05, momentum=0.8, nesterov=True,
+       trust_coefficient=0.02, maximize=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}

@@ -133,8 +133,9 @@ def _fastopt_names() -> list[str]:
     names = []
     for name in getattr(fot, "__all__", ()):
         cls = getattr(fot, name, None)
+        # A rule torch lacks (cls.rule.torch_name None) is compared with its own oracle.
         if (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
-                and cls is not getattr(fot, "Optimizer", None)):
+                and cls is not getattr(fot, "Optimizer", None) and cls.rule.torch_name):
             names.append(name)
     return names
 
