@@ -178,6 +178,45 @@ SCALAR_STATE_KEYS = {"mu_product"}
 
 
 # --------------------------------------------------------------------------------------------
+# Storage modes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """A storage mode: the dtypes of parameters and gradients, and the storage options."""
+
+    id: str
+    param: str
+    grad: str
+    options: dict
+
+    def dtypes(self):
+        from fastopt.rules.storage import dtype
+
+        return dtype(self.param), dtype(self.grad)
+
+
+# Every parameter dtype with each rounding it takes, low-precision gradients into float32
+# parameters, and low-precision state beside parameters of either kind.
+STORAGE_MODES = [
+    Mode("bf16", "bfloat16", "bfloat16", {}),  # stochastic rounding, the default
+    Mode("bf16-nearest", "bfloat16", "bfloat16", {"rounding": "nearest"}),
+    Mode("bf16-kahan", "bfloat16", "bfloat16", {"rounding": "kahan"}),
+    Mode("bf16-bf16state", "bfloat16", "bfloat16", {"state_dtype": "bfloat16", "seed": 7}),
+    Mode("f16", "float16", "float16", {}),  # compensated, the default
+    Mode("f16-nearest-f16state", "float16", "float16",
+         {"rounding": "nearest", "state_dtype": "float16"}),
+    Mode("f32-bf16grads-bf16state", "float32", "bfloat16", {"state_dtype": "bfloat16"}),
+    Mode("f32-f16grads-f16state", "float32", "float16", {"state_dtype": "float16"}),
+    Mode("f32-8bit", "float32", "float32", {"state_dtype": "8bit"}),
+    Mode("bf16-8bit", "bfloat16", "bfloat16", {"state_dtype": "8bit"}),
+    Mode("bf16-kahan-8bit", "bfloat16", "bfloat16", {"state_dtype": "8bit", "rounding": "kahan"}),
+]
+STORAGE_MODE_IDS = [m.id for m in STORAGE_MODES]
+
+
+# --------------------------------------------------------------------------------------------
 # Parameters and gradients
 # --------------------------------------------------------------------------------------------
 

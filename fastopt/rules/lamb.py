@@ -81,7 +81,7 @@ rectify: s = γ rₜ / (1 − β₁ᵗ) with RAdam's rₜ; u = m / (√v + ε) o
         Hyper("eps", 1e-6, NON_NEGATIVE, keyword_only=True),
         maximize(),
     ),
-    roles=(Role("exp_avg"), Role("exp_avg_sq")),
+    roles=(Role("exp_avg"), Role("exp_avg_sq", nonnegative=True)),
     kernel="lamb",
     kernel_args=_kernel_args,
     reference="lamb",
