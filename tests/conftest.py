@@ -115,6 +115,9 @@ CONFIGS = [
     _c("nadam-all", "NAdam", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.1,
        momentum_decay=0.05, decoupled_weight_decay=True, maximize=True),
     _c("radam", "RAdam", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.05, maximize=True),
+    # Rprop: lr (the initial step size), etas, step_sizes, maximize
+    _c("rprop", "Rprop", lr=0.01),
+    _c("rprop-all", "Rprop", lr=0.02, etas=(0.4, 1.3), step_sizes=(1e-4, 0.1), maximize=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
