@@ -118,6 +118,10 @@ CONFIGS = [
     # Rprop: lr (the initial step size), etas, step_sizes, maximize
     _c("rprop", "Rprop", lr=0.01),
     _c("rprop-all", "Rprop", lr=0.02, etas=(0.4, 1.3), step_sizes=(1e-4, 0.1), maximize=True),
+    # ASGD: lambd, alpha, t0 (averaging from step 20 on), weight_decay, maximize
+    _c("asgd", "ASGD", lr=0.01),
+    _c("asgd-all", "ASGD", lr=0.02, lambd=0.01, alpha=0.6, t0=20, weight_decay=0.01,
+       maximize=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
