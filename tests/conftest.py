@@ -122,6 +122,9 @@ CONFIGS = [
     _c("asgd", "ASGD", lr=0.01),
     _c("asgd-all", "ASGD", lr=0.02, lambd=0.01, alpha=0.6, t0=20, weight_decay=0.01,
        maximize=True),
+    # Lion: betas, weight_decay, maximize
+    _c("lion", "Lion", lr=0.001),
+    _c("lion-all", "Lion", lr=0.001, betas=(0.8, 0.95), weight_decay=0.1, maximize=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}

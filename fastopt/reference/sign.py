@@ -1,4 +1,4 @@
-"""Reference rules that step by the sign of a quantity: Rprop. Each updates ONE
+"""Reference rules that step by the sign of a quantity: Rprop and Lion. Each updates ONE
 parameter array in place, with its ``state`` (a dict of arrays under their owners' key names,
 created on first use); see :mod:`fastopt.reference`."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .state import State, gradient, zeros_on_first_use
+from .state import State, gradient, running_average, zeros_on_first_use
 
-__all__ = ["rprop"]
+__all__ = ["rprop", "lion"]
 
 
 def torch_sign(x: np.ndarray) -> np.ndarray:
@@ -52,3 +52,27 @@ def rprop(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float,
     param -= torch_sign(grad) * step_size
     prev[...] = grad
 
+
+def lion(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float,
+         betas: tuple[float, float], weight_decay: float, maximize: bool) -> None:
+    """Lion (lion-pytorch's ``Lion``).
+
+    ::
+
+        g ← −g                                   if maximize
+        p ← p · (1 − γ λ)
+        c = β₁ m + (1 − β₁) g
+        p ← p − γ sign(c)                        (sign 0 for NaN, as torch)
+        m ← β₂ m + (1 − β₂) g
+
+    State: ``"exp_avg"`` (m), created as zeros when first needed.
+    """
+    lr, weight_decay = float(lr), float(weight_decay)
+    beta1, beta2 = map(float, betas)
+    grad = gradient(param, grad, maximize=maximize, weight_decay=0.0)
+    param *= 1 - lr * weight_decay  # always, as lion-pytorch (× 1 when λ = 0 changes nothing)
+    exp_avg = zeros_on_first_use(state, "exp_avg", param)
+    interpolated = beta1 * exp_avg
+    interpolated += (1 - beta1) * grad
+    param -= lr * torch_sign(interpolated)
+    running_average(state, "exp_avg", param, grad, beta2)
