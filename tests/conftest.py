@@ -125,6 +125,12 @@ CONFIGS = [
     # Lion: betas, weight_decay, maximize
     _c("lion", "Lion", lr=0.001),
     _c("lion-all", "Lion", lr=0.001, betas=(0.8, 0.95), weight_decay=0.1, maximize=True),
+    # ADOPT: betas, clip_exponent (None: no clipping), weight decay (L2, decoupled, fixed), eps
+    _c("adopt", "ADOPT", lr=0.01),
+    _c("adopt-l2-noclip", "ADOPT", lr=0.01, betas=(0.8, 0.99), clip_exponent=None,
+       weight_decay=0.05, eps=1e-4, maximize=True),
+    _c("adopt-decoupled", "ADOPT", lr=0.01, clip_exponent=0.3, weight_decay=0.1,
+       weight_decouple=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
