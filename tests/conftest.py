@@ -131,6 +131,12 @@ CONFIGS = [
        weight_decay=0.05, eps=1e-4, maximize=True),
     _c("adopt-decoupled", "ADOPT", lr=0.01, clip_exponent=0.3, weight_decay=0.1,
        weight_decouple=True),
+    # AdEMAMix: betas, alpha, t_alpha_beta3 (warm-up), weight decay (L2, decoupled, fixed), eps
+    _c("ademamix", "AdEMAMix", lr=0.01),
+    _c("ademamix-l2", "AdEMAMix", lr=0.01, betas=(0.8, 0.99, 0.999), weight_decay=0.05,
+       eps=1e-6),
+    _c("ademamix-all", "AdEMAMix", lr=0.01, alpha=3.0, t_alpha_beta3=50, weight_decay=0.1,
+       weight_decouple=True, fixed_decay=True, maximize=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
