@@ -134,6 +134,28 @@ CONFIGS = [
     _c("lars-unadapted", "LARS", lr=0.01, weight_decay=0.01, adapt=False),
     _c("lars-all", "LARS", lr=0.1, weight_decay=0.05, momentum=0.8, nesterov=True,
        trust_coefficient=0.02, maximize=True),
+    # Rprop: lr (the initial step size), etas, step_sizes, maximize
+    _c("rprop", "Rprop", lr=0.01),
+    _c("rprop-all", "Rprop", lr=0.02, etas=(0.4, 1.3), step_sizes=(1e-4, 0.1), maximize=True),
+    # ASGD: lambd, alpha, t0 (averaging from step 20 on), weight_decay, maximize
+    _c("asgd", "ASGD", lr=0.01),
+    _c("asgd-all", "ASGD", lr=0.02, lambd=0.01, alpha=0.6, t0=20, weight_decay=0.01,
+       maximize=True),
+    # Lion: betas, weight_decay, maximize
+    _c("lion", "Lion", lr=0.001),
+    _c("lion-all", "Lion", lr=0.001, betas=(0.8, 0.95), weight_decay=0.1, maximize=True),
+    # ADOPT: betas, clip_exponent (None: no clipping), weight decay (L2, decoupled, fixed), eps
+    _c("adopt", "ADOPT", lr=0.01),
+    _c("adopt-l2-noclip", "ADOPT", lr=0.01, betas=(0.8, 0.99), clip_exponent=None,
+       weight_decay=0.05, eps=1e-4, maximize=True),
+    _c("adopt-decoupled", "ADOPT", lr=0.01, clip_exponent=0.3, weight_decay=0.1,
+       weight_decouple=True),
+    # AdEMAMix: betas, alpha, t_alpha_beta3 (warm-up), weight decay (L2, decoupled, fixed), eps
+    _c("ademamix", "AdEMAMix", lr=0.01),
+    _c("ademamix-l2", "AdEMAMix", lr=0.01, betas=(0.8, 0.99, 0.999), weight_decay=0.05,
+       eps=1e-6),
+    _c("ademamix-all", "AdEMAMix", lr=0.01, alpha=3.0, t_alpha_beta3=50, weight_decay=0.1,
+       weight_decouple=True, fixed_decay=True, maximize=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
