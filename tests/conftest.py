@@ -195,8 +195,15 @@ def expected_state_keys(config: Config) -> set:
         rule.roles_used(h))
 
 
-# Per-group scalar state: per parameter in state dicts (like "step"), but no array.
-SCALAR_STATE_KEYS = {"mu_product"}
+# Per-group scalar state: per parameter in state dicts (like "step"), but no array (NAdam's
+# mu_product, ASGD's eta and mu).
+def _scalar_state_keys() -> set:
+    from fastopt.rules import RULES
+
+    return {s.name for rule in RULES.values() for s in rule.scalars}
+
+
+SCALAR_STATE_KEYS = _scalar_state_keys()
 
 
 # --------------------------------------------------------------------------------------------

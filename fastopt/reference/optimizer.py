@@ -98,14 +98,25 @@ class ReferenceOptimizer:
         for g, group in enumerate(self.param_groups):
             # The rule's own keywords: Adagrad's takes no initial_accumulator_value, SGD's no step.
             hypers = {name: group[name] for name in self.defaults if name in keywords}
-            stored = storage_of(self.rule.check_group(group))
+            h = self.rule.check_group(group)
+            stored = storage_of(h)
             for j, param in enumerate(group["params"]):
                 self.step_counts[i] += 1
                 t = self.step_counts[i]
                 step = {"step": t} if "step" in keywords else {}
+                self._start(self.state[i], param, h, stored)
                 self._stepped(function, param, grads[i], self.state[i], stored,
                               stream_key(stored.seed, t, g << 32 | j), **step, **hypers)
                 i += 1
+
+    def _start(self, state: State, param: np.ndarray, h: Any, stored: Storage) -> None:
+        """Roles used for the first time that start from a value other than 0 (Rprop's step
+        size), stored before the step reads them, as they are kept."""
+        for role in self.rule.roles_used(h):
+            value = self.rule.role(role).start(h)
+            if role not in state and value != 0:
+                _store(state, role, np.full(param.shape, value, compute_dtype(param.dtype)),
+                       stored.state(role, param.dtype), self._signed(role))
 
     def _stepped(self, function: Callable[..., None], param: np.ndarray, grad: np.ndarray,
                  state: State, stored: Storage, key: int, **keywords: Any) -> None:

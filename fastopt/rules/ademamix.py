@@ -88,7 +88,7 @@ p ← p − γ (m₁ / (1 − β₁ᵗ) + αₜ m₂) / (√v / √(1 − β₂�
     kernel="ademamix",
     kernel_args=_kernel_args,
     reference="ademamix",
-    source="pytorch-optimizer 4.1.0",
+    source="pytorch_optimizer.AdEMAMix (pytorch-optimizer 4.1.0)",
     requires=_requires,
 )
 

@@ -40,7 +40,7 @@ t > 1:  u = g / max(√v, ε);   u ← min(max(u, −tᵉ), tᵉ)  (e: clip_expo
     kernel="adopt",
     kernel_args=_kernel_args,
     reference="adopt",
-    source="pytorch-optimizer 4.1.0",
+    source="pytorch_optimizer.ADOPT (pytorch-optimizer 4.1.0)",
 )
 
 RULES = (ADOPT,)

@@ -85,7 +85,7 @@ rectify: s = γ rₜ / (1 − β₁ᵗ) with RAdam's rₜ; u = m / (√v + ε) o
     kernel="lamb",
     kernel_args=_kernel_args,
     reference="lamb",
-    source="pytorch_optimizer.Lamb 4.1.0",
+    source="pytorch_optimizer.Lamb (pytorch-optimizer 4.1.0)",
     requires=_requires,
     bench={"weight_decay": 0.01},
 )

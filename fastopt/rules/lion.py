@@ -33,7 +33,7 @@ m ← β₂ m + (1 − β₂) g""",
     kernel="lion",
     kernel_args=_kernel_args,
     reference="lion",
-    source="lion-pytorch 0.2.5",
+    source="lion_pytorch.Lion (lion-pytorch 0.2.5)",
     counts_steps=False,  # lion-pytorch keeps no step count
     uses_step=False,
 )
