@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,18 +99,21 @@ class Real:
 
 @dataclass(frozen=True)
 class Integer:
-    """A whole number ``>= minimum`` (a bool is not one)."""
+    """A whole number ``>= minimum`` (and ``<= maximum``, if given; a bool is not one)."""
 
     minimum: int = 0
+    maximum: int | None = None
 
     def __call__(self, name: str, value: Any) -> int:
         if not isinstance(value, numbers.Integral) or _is_bool(value):
             raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-        if value < self.minimum:
-            raise ValueError(f"{name}: expected an integer >= {self.minimum}, got {value!r}")
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            raise ValueError(f"{name}: expected {self.describe()}, got {value!r}")
         return int(value)
 
     def describe(self) -> str:
+        if self.maximum is not None:
+            return f"an integer from {self.minimum} to {self.maximum}"
         return f"an integer >= {self.minimum}"
 
 
@@ -253,12 +256,15 @@ def representable(name: str, value: Any, dtype: type[np.floating], low: float,
     return dtype(x)
 
 
-def array(name: str, a: Any, *, writable: bool = True) -> np.ndarray:
-    """A C-contiguous, aligned ndarray of float32, float64, float16 or bfloat16 (writable
-    unless told otherwise)."""
+def array(name: str, a: Any, *, writable: bool = True,
+          dtypes: Sequence[np.dtype] | None = None) -> np.ndarray:
+    """A C-contiguous, aligned ndarray of float32, float64, float16 or bfloat16 (or of one of
+    ``dtypes``), writable unless told otherwise."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in STORAGE_DTYPES:
+    if dtypes is not None and a.dtype not in dtypes:
+        raise TypeError(f"{name}: expected dtype {' or '.join(map(str, dtypes))}, got {a.dtype}")
+    if dtypes is None and a.dtype not in STORAGE_DTYPES:
         raise TypeError(f"{name}: expected dtype float32, float64, float16 or bfloat16, got "
                         f"{a.dtype}")
     if not (a.flags.c_contiguous and a.flags.aligned):

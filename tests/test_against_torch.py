@@ -153,7 +153,9 @@ def test_non_finite_gradients_propagate_like_torch(config, dtype):
         assert np.array_equal(np.isinf(p), np.isinf(q))
         finite = np.isfinite(q)
         assert_close(p[finite], q[finite], RTOL_TORCH[np.dtype(dtype).type])
-    assert not np.all(np.isfinite(params_f[0]))  # the bad values did reach the parameters
+    # The bad values did reach the parameters, but for Rprop's: it steps by sign(g), 0 for NaN
+    # in torch, times a bounded step size, so no gradient makes its parameters non-finite.
+    assert not np.all(np.isfinite(params_f[0])) or config.name == "Rprop"
     assert np.isfinite(params_f[0][100])  # and only where they belong
     # The state carries them on where torch's does (Adamax's running max keeps a NaN only if
     # its max propagates NaN from either side, as torch.maximum does). Non-finite, not NaN:

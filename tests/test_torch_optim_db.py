@@ -133,8 +133,9 @@ def _fastopt_names() -> list[str]:
     names = []
     for name in getattr(fot, "__all__", ()):
         cls = getattr(fot, name, None)
+        # A rule torch lacks (cls.rule.torch_name None) is compared with its own oracle.
         if (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
-                and cls is not getattr(fot, "Optimizer", None)):
+                and cls is not getattr(fot, "Optimizer", None) and cls.rule.torch_name):
             names.append(name)
     return names
 
@@ -342,14 +343,16 @@ def _strip_names(sd):
 
 def _as_uninterrupted(opt):
     """torch's load_state_dict casts every state tensor but ``step`` to its parameter's dtype,
-    NAdam's 0-d ``mu_product`` too, which an uninterrupted torch run keeps in float32.
-    fastopt keeps it in float32 after a load as well (SEMANTICS.md: Π is float32; the README
+    NAdam's 0-d ``mu_product`` (and ASGD's ``eta`` and ``mu``) too, which an uninterrupted
+    torch run keeps in float32. fastopt keeps them in float32 after a load as well (SEMANTICS.md: Π is float32; the README
     says so, and test_nadam_mu_product_stays_float32_where_torchs_load_casts_it pins it): this
     puts torch's back, so that both continue as the uninterrupted run would."""
-    if isinstance(opt, torch.optim.NAdam) and not isinstance(opt, fot.Optimizer):
+    if not isinstance(opt, fot.Optimizer):  # the scalar state of NAdam, ASGD, ...
+        scalars = [s.name for s in fot.OPTIMIZERS[type(opt).__name__].rule.scalars]
         for entry in opt.state.values():
-            if "mu_product" in entry:
-                entry["mu_product"] = entry["mu_product"].to(torch.float32)
+            for key in scalars:
+                if key in entry:
+                    entry[key] = entry[key].to(torch.float32)
     return opt
 
 
@@ -413,10 +416,11 @@ def _both(scenario):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if fot.OPTIMIZERS[n].rule.torch_name])
 def test_class_is_in_torch_db(name):
-    """Each optimizer fastopt.torch exports has an OptimizerInfo in torch's database, a
-    torch.optim class of that name, and torch's signature."""
+    """Each optimizer fastopt.torch exports for a rule torch.optim has (the others are compared
+    with their own packages) has an OptimizerInfo in torch's database, a torch.optim class of
+    that name, and torch's signature."""
     assert name in INFOS, f"{name} has no OptimizerInfo in torch's optim_db"
     assert hasattr(torch.optim, name), f"torch.optim has no {name}"
     assert issubclass(F(name), torch.optim.Optimizer)
@@ -516,6 +520,13 @@ for _name in DB_NAMES:
         FLAG_CASES.append(pytest.param(_name, _flag, id=f"{_name}-{_flag}"))
 
 
+# torch paths that do not compute their for-loop's rule: fastopt keeps the for-loop's (the spec)
+# under the flag, and is compared with that. ASGD's foreach path computes η in float32 tensor
+# arithmetic (the for-loop: in double, then rounded) and steps p − η (g + λ_wd p + λ p): 1e-8
+# from its own for-loop in float64 after 20 steps of this MLP.
+FOR_LOOP_RULE = {("ASGD", "foreach")}
+
+
 @pytest.mark.parametrize("name,flag", FLAG_CASES)
 def test_impl_flags_match_torch(name, flag):
     """foreach=True / fused=True train as torch with the same flag (or raise what torch raises
@@ -524,7 +535,7 @@ def test_impl_flags_match_torch(name, flag):
     dtype = torch.float64
     x, y = _data(dtype)
     for desc, kw in _configs(name, dtype):
-        kf, kt = {**kw(), flag: True}, {**kw(), flag: True}
+        kf, kt = {**kw(), flag: True}, {**kw(), flag: (name, flag) not in FOR_LOOP_RULE}
         mf, mt = _mlp(dtype), _mlp(dtype)
         if flag in ("differentiable", "capturable"):
             snap = _snapshot(list(mf.parameters()))
@@ -927,8 +938,9 @@ def test_param_groups_lr_and_weight_decay(name):
             _assert_groups_same(of.param_groups, ot.param_groups, f"{what} param_groups")
             assert_close(lf, lt, RTOL[dtype], f"{what}: losses")
             _assert_params_close(pf, pt, what)
-            if variant == "lr":
-                assert torch.allclose(pf[2], irr0), f"{what}: the lr=1e-28 group moved"
+            if variant == "lr":  # unless torch's moves too (Rprop's sizes start at step_sizes[0])
+                assert torch.allclose(pf[2], irr0) or not torch.allclose(pt[2], irr0), (
+                    f"{what}: the lr=1e-28 group moved")
 
 
 @pytest.mark.parametrize("name", DB_NAMES)

@@ -13,8 +13,15 @@ VARIANT: str
 KERNELS: tuple[str, ...]
 DTYPE_CODES: dict[str, int]
 ROUNDING: dict[str, int]
+Q8_CODES: dict[bool, int]
+BLOCK: int
 
 def register_bfloat16(typenum: int) -> None: ...
+def set_codes(signed_code: Sequence[float], unsigned_code: Sequence[float]) -> None: ...
+def quantize(values: np.ndarray, codes: np.ndarray, scales: np.ndarray,
+             on_signed: bool) -> tuple[np.ndarray, np.ndarray]: ...
+def dequantize(codes: np.ndarray, scales: np.ndarray, out: np.ndarray,
+               on_signed: bool) -> np.ndarray: ...
 
 class MemoryGuard:
     """Byte ranges that a gradient must not overlap: every parameter and state buffer."""

@@ -29,4 +29,7 @@ include "probe.pxi"
 
 # Storage type codes of SegmentTable, by NumPy dtype name, and its rounding modes.
 DTYPE_CODES = {"float32": FLOAT32, "float64": FLOAT64, "bfloat16": BFLOAT16, "float16": FLOAT16}
+# 8-bit state (uint8 codes), on the signed or the unsigned code.
+Q8_CODES = {True: Q8_SIGNED, False: Q8_UNSIGNED}
+BLOCK = STAGE  # elements per 8-bit block
 ROUNDING = {"nearest": NEAREST, "stochastic": STOCHASTIC, "kahan": KAHAN}
