@@ -19,6 +19,7 @@ import pytest
 
 import fastopt
 from fastopt import reference
+from fastopt.rules import RULES
 
 from conftest import (
     CONFIG_BY_ID,
@@ -264,8 +265,10 @@ def test_flatten_layout(dtype_):
 
 
 # Rules whose update scales each tensor by norms of the whole tensor (a trust ratio): over
-# one flat buffer they take the norms of everything in it, so they step otherwise.
-PER_TENSOR_NORMS = {"LAMB", "LARS"}
+# one flat buffer they take the norms of everything in it, so they step otherwise. Read from
+# the rules' per_tensor_norms (the distributed paths refuse those rules by it), which the test
+# below so checks against what the kernels do.
+PER_TENSOR_NORMS = {name for name, rule in RULES.items() if rule.per_tensor_norms}
 
 
 @pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)

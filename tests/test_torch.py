@@ -132,6 +132,25 @@ def test_arguments_are_torchs(name):
             assert value == ref.param_groups[0][key], key
 
 
+@pytest.mark.parametrize("state_dtype", ["bfloat16", "float16"])
+def test_state_kept_in_low_precision_is_shown_as_torch_tensors_and_resumes(state_dtype):
+    pytest.importorskip("ml_dtypes")
+    x, y = data(torch.float32)
+    a, b = mlp(), mlp()
+    opt = ft.Adam(a.parameters(), lr=0.01, state_dtype=state_dtype)
+    train(a, opt, x, y, steps=3)
+    p = next(a.parameters())
+    assert opt.state[p]["exp_avg"].dtype == getattr(torch, state_dtype)
+    assert opt.state[p]["exp_avg"].shape == p.shape
+    b.load_state_dict(a.state_dict())
+    resumed = ft.Adam(b.parameters(), lr=0.01, state_dtype=state_dtype)
+    resumed.load_state_dict(copy.deepcopy(opt.state_dict()))
+    train(a, opt, x, y, steps=2)
+    train(b, resumed, x, y, steps=2)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
 def test_positional_arguments_bind_as_in_torch():
     a, b = mlp(), mlp()
     mine = ft.RMSprop(a.parameters(), 0.02, 0.9, 1e-6, 0.01, 0.5, True)

@@ -19,7 +19,10 @@ split over the ranks, so that runs at 2 and 3 ranks follow one trajectory up to 
    to itself bitwise, and the run resumed at 2 ranks follows the uninterrupted 3-rank run;
    torch.optim's state dict (DDP at 3 ranks) loads too and resumes torch's run.
 5. Refused with a message, changing nothing: a class not of fastopt.torch, a state dict of the
-   wrong shapes, a parameter whose memory was replaced.
+   wrong shapes, a parameter whose memory was replaced; refused at construction, saying why:
+   LAMB and LARS (per-tensor norms, which a slice does not have) and 8-bit state (blocks).
+6. State kept in bfloat16 or float16 (rounded to nearest, element by element): bitwise the
+   unsharded optimizer with the same state_dtype.
 
 step_in_backward, against the same optimizer stepped after backward, bitwise: every
 configuration in one process (its gradients freed as it goes, or kept); under DDP with and
@@ -63,6 +66,7 @@ from test_torch_ecosystem import (  # noqa: E402
 ROWS = 12  # a global batch: split evenly over 2 or 3 ranks
 K, M = 4, 3  # steps before a checkpoint, and after it
 AT_3 = ["adam", "nadam", "sgd", "adagrad"]
+LOW_STATE = ["bfloat16", "float16"]
 
 
 def rows_of(k, dtype):
@@ -99,13 +103,15 @@ def averaged(model):
     return grads
 
 
-def zero_and_unsharded(config, dtype, model_fn, forward, steps, reduce_scatter=None):
+def zero_and_unsharded(config, dtype, model_fn, forward, steps, reduce_scatter=None,
+                       **overrides):
     """The same model trained by ZeroOptimizer and by one unsharded fastopt optimizer given the
-    averaged gradients; returns both runs' parameters and state dicts."""
+    averaged gradients (both with hyper-parameters ``overrides``); returns both runs'
+    parameters and state dicts."""
     runs = {}
     model, ref = model_fn(), model_fn()
-    opt = zero(config, model.parameters(), reduce_scatter)
-    ref_opt = make_opt("fastopt", config, ref.parameters())
+    opt = zero(config, model.parameters(), reduce_scatter, **overrides)
+    ref_opt = make_opt("fastopt", config, ref.parameters(), **overrides)
     for k in range(steps):
         for m, o in ((model, opt), (ref, ref_opt)):
             o.zero_grad()
@@ -260,6 +266,14 @@ def refusals_rank():
     out["unchanged"] = (all(torch.equal(a, b) for a, b in zip(before[1], after[1])) and all(
         torch.equal(before[0]["state"][i][k], after[0]["state"][i][k])
         for i in before[0]["state"] for k in before[0]["state"][i]))
+    # A slice of a tensor has neither its norms nor its 8-bit blocks (refused on every rank,
+    # before any collective)
+    refused("LAMB", lambda: ZeroOptimizer(model.parameters(), ft.LAMB))
+    refused("LARS", lambda: ZeroOptimizer(model.parameters(), ft.LARS, lr=0.1))
+    single = mlp(torch.float32)  # 8-bit state is for float32 parameters
+    refused("8-bit state", lambda: zero("adam", single.parameters(), state_dtype="8bit"))
+    refused("8-bit role", lambda: zero("adam", single.parameters(),
+                                       state_dtype={"exp_avg_sq": "8bit"}))
     ddp = DDP(branchy(), find_unused_parameters=True)
     refused("find_unused_parameters", lambda: ft.step_in_backward(
         make_opt("fastopt", "adam", ddp.parameters()), ddp=ddp))
@@ -277,6 +291,10 @@ def two_ranks_rank(ckpt_dir):
     for config in ("adam", "sgd"):
         out["branchy", config], _ = zero_and_unsharded(config, torch.float64, branchy,
                                                        branchy_forward, 4)
+    for state_dtype in LOW_STATE:  # state rounded to nearest, element by element
+        out["state_dtype", state_dtype], _ = zero_and_unsharded(
+            "adam", torch.float32, mlp, lambda m, k: backward(m, k, torch.float32), K,
+            state_dtype=state_dtype)
     for dtype in DTYPES:  # gloo's own reduce-scatter and all-gather (slower, the same result)
         out["reduce_scatter", dtype], _ = zero_and_unsharded(
             "adam", dtype, lambda dtype=dtype: mlp(dtype),
@@ -399,10 +417,27 @@ def test_zero_refusals_say_why_and_change_nothing(at_2):
         "wrong shape": "ValueError: state[params[2]]['exp_avg']: expected shape (32, 32)",
         "memory replaced": "RuntimeError: params[0]: its memory was replaced",
         "find_unused_parameters": "ValueError: ddp: expected find_unused_parameters=False",
+        "LAMB": "ValueError: param_groups[0]: LAMB scales each tensor's step by a ratio of "
+                "whole-tensor norms, and each rank's slice of the flat parameters holds part",
+        "LARS": "ValueError: param_groups[0]: LARS scales each tensor's step",
+        "8-bit state": "ValueError: param_groups[0]: state_dtype '8bit' quantises blocks of "
+                       "256 elements",
+        "8-bit role": "ValueError: param_groups[0]: state_dtype '8bit'",
     }
     for key, start in expected.items():
         assert refused[key] is not None and refused[key].startswith(start), (key, refused[key])
     assert refused["unchanged"]
+
+
+@needs_distributed
+@pytest.mark.parametrize("state_dtype", LOW_STATE)
+def test_zero_with_low_precision_state_is_bitwise_the_unsharded_step(state_dtype, at_2):
+    runs = at_2["state_dtype", state_dtype]
+    params, state = runs["zero"]
+    assert_params_equal(params, runs["unsharded"][0], state_dtype)
+    assert_state_dicts_match(state, runs["unsharded"][1], None, state_dtype)
+    for entry in state["state"].values():  # the premise: the state is stored so
+        assert entry["exp_avg"].dtype == getattr(torch, state_dtype)
 
 
 # ------------------------------------------------------------------------------- overlap

@@ -21,7 +21,10 @@ once with ``fastopt.torch.X`` over the same model, data and steps:
    batch is the same at any world size, split over the ranks), within the tolerances.
 4. ``step_in_backward``: each sharded parameter stepped from the post-accumulate-grad hook
    FSDP2 runs after its reduce-scatter, bitwise as ``step()`` after backward.
-5. With CUDA only (skipped otherwise): FSDP2 with ``CPUOffloadPolicy``, whose sharded
+5. Refused at construction, saying why: LAMB and LARS over a sharded DTensor (a shard has
+   not its tensor's norms) and 8-bit state (blocks); state in bfloat16 or float16 over a
+   sharded DTensor is bitwise that over the same values unsharded.
+6. With CUDA only (skipped otherwise): FSDP2 with ``CPUOffloadPolicy``, whose sharded
    parameters, gradients and so optimizer state live on the CPU under a CUDA mesh.
 
 The multi-process runs are module fixtures (each rank trains every case once; the tests check
@@ -238,10 +241,44 @@ def refusals_rank():
     replicated = sd["state"][0]["exp_avg"].redistribute(mesh, [Replicate()])
     other = {**sd, "state": {0: {**sd["state"][0], "exp_avg": replicated}}}
     refused("other placements", lambda: opt.load_state_dict(other))
+    # A shard has neither its tensor's norms nor its 8-bit blocks: refused at construction
+    # (a replicated DTensor is whole on every rank, and taken).
+    refused("LAMB", lambda: ft.LAMB([p]))
+    refused("LARS", lambda: ft.LARS([p], lr=0.1))
+    refused("8-bit state", lambda: ft.Adam([p], state_dtype="8bit"))
+    whole = distribute_tensor(torch.ones(4, 2), mesh, [Replicate()]).requires_grad_()
+    refused("LAMB replicated", lambda: ft.LAMB([whole]))
     after = p.to_local(), {k: v.to_local() if hasattr(v, "to_local") else v
                            for k, v in opt.state[p].items()}
     out["unchanged"] = torch.equal(before[0], after[0]) and before[1].keys() == after[1].keys() \
         and all(torch.equal(before[1][k], after[1][k]) for k in before[1])
+    return out
+
+
+def low_state_rank():
+    """Adam with its state in bfloat16 and in float16 over a DTensor sharded unevenly on dim 0,
+    and over the same values as a plain tensor, with the same gradients: (full parameter and
+    state of the DTensor, the plain tensor's) per state dtype."""
+    import fastopt.torch as ft
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    out = {}
+    for state_dtype in ("bfloat16", "float16"):
+        start = torch.randn(5, 3, generator=torch.Generator().manual_seed(7))
+        p = distribute_tensor(start.clone(), mesh, [Shard(0)]).requires_grad_()
+        q = start.clone().requires_grad_()
+        opts = [ft.Adam([t], lr=0.01, weight_decay=0.01, state_dtype=state_dtype)
+                for t in (p, q)]
+        for k in range(4):
+            grad = torch.randn(5, 3, generator=torch.Generator().manual_seed(k))
+            p.grad, q.grad = distribute_tensor(grad, mesh, [Shard(0)]), grad
+            for opt in opts:
+                opt.step()
+        sharded_state = {k: v.full_tensor() for k, v in opts[0].state[p].items() if k != "step"}
+        out[state_dtype] = ((p.full_tensor().detach(), sharded_state),
+                            (q.detach(), {k: v for k, v in opts[1].state[q].items() if k != "step"}))
     return out
 
 
@@ -271,6 +308,7 @@ def in_backward_rank():
 
 def two_ranks_rank(ckpt_dir):
     out = {"tensor parallel": tensor_parallel_rank(), "refusals": refusals_rank(),
+           "low state": low_state_rank(),
            "in backward": in_backward_rank()}
     out.update(training_rank(list(CONFIGS), ckpt_dir))
     mine = [("fastopt", "fastopt")]
@@ -349,10 +387,26 @@ def test_dtensor_refusals_say_why_and_change_nothing(at_2):
                        "parameter (placements (Shard(dim=0),)",
         "other placements": "ValueError: state[params[0]]['exp_avg']: expected a DTensor of "
                             "its parameter's placements (Shard(dim=0),)",
+        "LAMB": "ValueError: params[0]: LAMB scales each tensor's step by a ratio of whole-"
+                "tensor norms, and its local shard (placements (Shard(dim=0),)",
+        "LARS": "ValueError: params[0]: LARS scales each tensor's step",
+        "8-bit state": "ValueError: params[0]: state_dtype '8bit' quantises blocks of 256 "
+                       "elements of each tensor",
     }
     for key, start in expected.items():
         assert refused[key] is not None and refused[key].startswith(start), (key, refused[key])
     assert refused["unchanged"]
+    assert refused["LAMB replicated"] is None
+
+
+@pytest.mark.parametrize("state_dtype", ["bfloat16", "float16"])
+def test_dtensor_with_low_precision_state_is_bitwise_the_unsharded_step(state_dtype, at_2):
+    (p, state), (q, plain_state) = at_2["low state"][state_dtype]
+    assert torch.equal(p, q), state_dtype
+    assert state.keys() == plain_state.keys() == {"exp_avg", "exp_avg_sq"}
+    for key, value in state.items():
+        assert value.dtype == getattr(torch, state_dtype)  # the premise: stored so
+        assert torch.equal(value, plain_state[key]), (state_dtype, key)
 
 
 def test_fsdp2_step_in_backward_is_bitwise_step_after_backward(at_2):

@@ -102,6 +102,9 @@ class Rule:
       kernel's arguments for step ``t`` (``fresh``: the roles initialised for this step), all
       but ``grad_scale``, which the engine adds (negated where ``h.maximize``);
     - ``uses_step``: whether those arguments depend on ``t`` (the functional API takes it);
+    - ``per_tensor_norms``: whether a step reads norms of whole tensors (its kernel's
+      reduction pass: LAMB's and LARS's trust ratios), so that a rank holding part of a
+      tensor cannot step it alone;
     - ``reference``: the name of its function in :mod:`fastopt.reference`;
     - ``source``: where the rule is defined (``torch.optim.Adam``); ``torch_name``: its class
       in ``torch.optim``, if torch has it;
@@ -121,6 +124,7 @@ class Rule:
     scalars: tuple[Scalar, ...] = ()
     counts_steps: bool = True
     uses_step: bool = True
+    per_tensor_norms: bool = False
     requires: Callable[[Hypers], None] | None = None
     bench: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 

@@ -87,6 +87,7 @@ rectify: s = γ rₜ / (1 − β₁ᵗ) with RAdam's rₜ; u = m / (√v + ε) o
     reference="lamb",
     source="pytorch_optimizer.Lamb (pytorch-optimizer 4.1.0)",
     requires=_requires,
+    per_tensor_norms=True,
     bench={"weight_decay": 0.01},
 )
 

@@ -19,7 +19,7 @@ from ..engine import EMPTY, Engine, Group, Loaded, Run, check_entry
 from ..rules import Rule
 from ..rules.storage import COMPENSATION
 from ..rules.storage import hypers as storage_hypers
-from . import dtensor, tensors
+from . import dtensor, sharded, tensors
 from .state import Entry, LiveState
 
 _IMPLEMENTATION = ("capturable", "differentiable")  # switches fastopt cannot honour
@@ -91,6 +91,9 @@ class Optimizer(torch.optim.Optimizer):
             start = sum(len(g) for g in self._params)
             for i, p in enumerate(params):
                 tensors.check_param(f"params[{start + i}]", p)
+                if dtensor.is_dtensor(p) and sharded.is_sharded(p):
+                    sharded.refuse(self.rule, h, f"params[{start + i}]",
+                                   f"its local shard ({dtensor.describe(p)})")
             self._refuse_shared_memory(params)
         except BaseException:
             self.param_groups.pop()

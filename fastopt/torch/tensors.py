@@ -134,7 +134,9 @@ def state_view(array: np.ndarray, p: torch.Tensor,
     """``array`` (a parameter's 1-D slice of an engine buffer) as a tensor shaped, strided
     (unless ``strides`` says otherwise) and typed like ``p`` (the tensor stepped for the
     parameter), over exactly that slice's memory."""
-    flat = torch.from_numpy(array)
+    # torch.from_numpy knows no bfloat16 (ml_dtypes'): the same bits, as torch's bfloat16.
+    flat = (torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16)
+            if array.dtype.name == "bfloat16" else torch.from_numpy(array))
     if p.is_complex():
         flat = torch.view_as_complex(flat.view(-1, 2))
     return flat.as_strided(p.shape, p.stride() if strides is None else strides)

@@ -40,7 +40,7 @@ import torch.distributed as dist
 
 from ..flat import ALIGNMENT
 from ..rules.storage import COMPENSATION
-from . import dtensor, tensors
+from . import dtensor, sharded, tensors
 from .optimizer import Optimizer
 
 # torch 2.13 renamed the flat collectives (the old names warn)
@@ -261,6 +261,10 @@ class ZeroOptimizer(torch.optim.Optimizer):
                                  "params": [piece_of[i][0].views[piece_of[i][1]] for i in members]})
         self._piece_of = piece_of
         self.local = optimizer_class(local_groups, **defaults)
+        rule = optimizer_class.rule
+        for g, local in enumerate(self.local.param_groups):  # every rank, pieces or none
+            sharded.refuse(rule, rule.check_group(local), f"param_groups[{g}]",
+                           "each rank's slice of the flat parameters")
         for group, local in zip(self.param_groups, self.local.param_groups):
             for key, value in local.items():
                 if key != "params":
