@@ -21,7 +21,9 @@ split over the ranks, so that runs at 2 and 3 ranks follow one trajectory up to 
 5. Refused with a message, changing nothing: a class not of fastopt.torch, a state dict of the
    wrong shapes, a parameter whose memory was replaced; refused at construction, saying why:
    LAMB and LARS (per-tensor norms, which a slice does not have) and 8-bit state (blocks).
-6. State kept in bfloat16 or float16 (rounded to nearest, element by element): bitwise the
+6. The other element-wise rules (RAdam, Rprop, ASGD, Lion, ADOPT, AdEMAMix; float64): bitwise
+   the unsharded optimizer, parameters and consolidated state.
+7. State kept in bfloat16 or float16 (rounded to nearest, element by element): bitwise the
    unsharded optimizer with the same state_dtype.
 
 step_in_backward, against the same optimizer stepped after backward, bitwise: every
@@ -82,12 +84,30 @@ def backward(model, k, dtype):
     F.mse_loss(model(x), y).backward()
 
 
+# The element-wise rules torch.optim lacks or test_torch_ecosystem does not train, each with
+# its own scalar state or warm-up where it has one (ASGD's eta and mu from step t0 = 2 on).
+MERGED = {
+    "radam": ("RAdam", dict(lr=0.01, weight_decay=0.01, decoupled_weight_decay=True)),
+    "rprop": ("Rprop", dict(lr=0.01)),
+    "asgd": ("ASGD", dict(lr=0.01, t0=2, weight_decay=0.01)),
+    "lion": ("Lion", dict(lr=1e-3, weight_decay=0.1)),
+    "adopt": ("ADOPT", dict(lr=0.01, weight_decay=0.01)),
+    "ademamix": ("AdEMAMix", dict(lr=0.01, t_alpha_beta3=5)),
+}
+CASES = {**CONFIGS, **MERGED}
+
+
 def zero(config, params, reduce_scatter=None, **overrides):
     from fastopt.torch.distributed import ZeroOptimizer
 
-    name, kwargs = CONFIGS[config]
+    name, kwargs = CASES[config]
     return ZeroOptimizer(params, getattr(ft, name), reduce_scatter=reduce_scatter,
                          **{**kwargs, **overrides})
+
+
+def unsharded(config, params, **overrides):
+    name, kwargs = CASES[config]
+    return getattr(ft, name)(params, **{**kwargs, **overrides})
 
 
 def averaged(model):
@@ -111,7 +131,7 @@ def zero_and_unsharded(config, dtype, model_fn, forward, steps, reduce_scatter=N
     runs = {}
     model, ref = model_fn(), model_fn()
     opt = zero(config, model.parameters(), reduce_scatter, **overrides)
-    ref_opt = make_opt("fastopt", config, ref.parameters(), **overrides)
+    ref_opt = unsharded(config, ref.parameters(), **overrides)
     for k in range(steps):
         for m, o in ((model, opt), (ref, ref_opt)):
             o.zero_grad()
@@ -291,6 +311,10 @@ def two_ranks_rank(ckpt_dir):
     for config in ("adam", "sgd"):
         out["branchy", config], _ = zero_and_unsharded(config, torch.float64, branchy,
                                                        branchy_forward, 4)
+    for config in MERGED:
+        out["merged", config], _ = zero_and_unsharded(
+            config, torch.float64, lambda: mlp(torch.float64),
+            lambda m, k: backward(m, k, torch.float64), K)
     for state_dtype in LOW_STATE:  # state rounded to nearest, element by element
         out["state_dtype", state_dtype], _ = zero_and_unsharded(
             "adam", torch.float32, mlp, lambda m, k: backward(m, k, torch.float32), K,
@@ -427,6 +451,16 @@ def test_zero_refusals_say_why_and_change_nothing(at_2):
     for key, start in expected.items():
         assert refused[key] is not None and refused[key].startswith(start), (key, refused[key])
     assert refused["unchanged"]
+
+
+@needs_distributed
+@pytest.mark.parametrize("config", list(MERGED))
+def test_zero_with_the_other_element_wise_rules_is_bitwise_the_unsharded_step(config, at_2):
+    runs = at_2["merged", config]
+    params, state = runs["zero"]
+    assert_params_equal(params, runs["unsharded"][0], config)
+    assert_state_dicts_match(state, runs["unsharded"][1], None, config)
+    assert_params_differ(params, params_of(mlp(torch.float64)), 1e-6, config)  # it trained
 
 
 @needs_distributed

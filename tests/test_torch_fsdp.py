@@ -22,8 +22,9 @@ once with ``fastopt.torch.X`` over the same model, data and steps:
 4. ``step_in_backward``: each sharded parameter stepped from the post-accumulate-grad hook
    FSDP2 runs after its reduce-scatter, bitwise as ``step()`` after backward.
 5. Refused at construction, saying why: LAMB and LARS over a sharded DTensor (a shard has
-   not its tensor's norms) and 8-bit state (blocks); state in bfloat16 or float16 over a
-   sharded DTensor is bitwise that over the same values unsharded.
+   not its tensor's norms) and 8-bit state (blocks). Over a sharded DTensor, state in
+   bfloat16 or float16, and the element-wise rules not trained above (RAdam, Rprop, ASGD, Lion,
+   ADOPT, AdEMAMix), are bitwise the same optimizer over the same values unsharded.
 6. With CUDA only (skipped otherwise): FSDP2 with ``CPUOffloadPolicy``, whose sharded
    parameters, gradients and so optimizer state live on the CPU under a CUDA mesh.
 
@@ -255,30 +256,37 @@ def refusals_rank():
     return out
 
 
-def low_state_rank():
-    """Adam with its state in bfloat16 and in float16 over a DTensor sharded unevenly on dim 0,
-    and over the same values as a plain tensor, with the same gradients: (full parameter and
-    state of the DTensor, the plain tensor's) per state dtype."""
+def unsharded_rank():
+    """A DTensor sharded unevenly on dim 0 and a plain tensor of the same values, stepped with
+    the same gradients by the same optimizer: Adam with its state in bfloat16 and in float16,
+    and the element-wise rules test_torch_ecosystem does not train (float64). Per case: (full
+    parameter and state of the DTensor, the plain tensor's); state arrays only."""
     import fastopt.torch as ft
+    from test_torch_distributed import MERGED
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
 
     mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    cases = {state_dtype: ("Adam", dict(lr=0.01, weight_decay=0.01, state_dtype=state_dtype),
+                           torch.float32) for state_dtype in ("bfloat16", "float16")}
+    cases.update((config, (name, kwargs, torch.float64)) for config, (name, kwargs)
+                 in MERGED.items())
     out = {}
-    for state_dtype in ("bfloat16", "float16"):
-        start = torch.randn(5, 3, generator=torch.Generator().manual_seed(7))
+    for case, (name, kwargs, dtype) in cases.items():
+        start = torch.randn(5, 3, generator=torch.Generator().manual_seed(7), dtype=dtype)
         p = distribute_tensor(start.clone(), mesh, [Shard(0)]).requires_grad_()
         q = start.clone().requires_grad_()
-        opts = [ft.Adam([t], lr=0.01, weight_decay=0.01, state_dtype=state_dtype)
-                for t in (p, q)]
+        opts = [getattr(ft, name)([t], **kwargs) for t in (p, q)]
         for k in range(4):
-            grad = torch.randn(5, 3, generator=torch.Generator().manual_seed(k))
+            grad = torch.randn(5, 3, generator=torch.Generator().manual_seed(k), dtype=dtype)
             p.grad, q.grad = distribute_tensor(grad, mesh, [Shard(0)]), grad
             for opt in opts:
                 opt.step()
-        sharded_state = {k: v.full_tensor() for k, v in opts[0].state[p].items() if k != "step"}
-        out[state_dtype] = ((p.full_tensor().detach(), sharded_state),
-                            (q.detach(), {k: v for k, v in opts[1].state[q].items() if k != "step"}))
+        # in the state's order, the same on every rank (full_tensor is a collective)
+        shapes = [k for k, v in opts[1].state[q].items() if v.shape == q.shape]
+        sharded_state = {k: opts[0].state[p][k].full_tensor() for k in shapes}
+        out[case] = ((p.full_tensor().detach(), sharded_state),
+                     (q.detach(), {k: opts[1].state[q][k] for k in shapes}))
     return out
 
 
@@ -308,7 +316,7 @@ def in_backward_rank():
 
 def two_ranks_rank(ckpt_dir):
     out = {"tensor parallel": tensor_parallel_rank(), "refusals": refusals_rank(),
-           "low state": low_state_rank(),
+           "unsharded": unsharded_rank(),
            "in backward": in_backward_rank()}
     out.update(training_rank(list(CONFIGS), ckpt_dir))
     mine = [("fastopt", "fastopt")]
@@ -401,12 +409,21 @@ def test_dtensor_refusals_say_why_and_change_nothing(at_2):
 
 @pytest.mark.parametrize("state_dtype", ["bfloat16", "float16"])
 def test_dtensor_with_low_precision_state_is_bitwise_the_unsharded_step(state_dtype, at_2):
-    (p, state), (q, plain_state) = at_2["low state"][state_dtype]
+    (p, state), (q, plain_state) = at_2["unsharded"][state_dtype]
     assert torch.equal(p, q), state_dtype
     assert state.keys() == plain_state.keys() == {"exp_avg", "exp_avg_sq"}
     for key, value in state.items():
         assert value.dtype == getattr(torch, state_dtype)  # the premise: stored so
         assert torch.equal(value, plain_state[key]), (state_dtype, key)
+
+
+@pytest.mark.parametrize("config", ["radam", "rprop", "asgd", "lion", "adopt", "ademamix"])
+def test_dtensor_with_the_other_element_wise_rules_is_bitwise_the_unsharded_step(config, at_2):
+    (p, state), (q, plain_state) = at_2["unsharded"][config]
+    assert torch.equal(p, q), config
+    assert state and state.keys() == plain_state.keys(), config
+    for key, value in state.items():
+        assert torch.equal(value, plain_state[key]), (config, key)
 
 
 def test_fsdp2_step_in_backward_is_bitwise_step_after_backward(at_2):
