@@ -344,6 +344,11 @@ cdef class SegmentTable:
         self.t.grad_type = self.t.param_type if storage < 0 else check_storage(storage)
         self.bound = True
 
+    def unbind(self):
+        """Forget the bound gradients (a step skipped after its norm pass): the next kernel
+        call must bind them again."""
+        self.bound = False
+
     def bind_self(self):
         """Let the next kernel read the parameters' own memory as the gradient (a kernel
         that reads no gradient: scaling and clamping of the arrays themselves)."""

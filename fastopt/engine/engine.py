@@ -70,13 +70,17 @@ class Engine:
 
     def step(self, checked: list[Checked], bind: Binder,
              active: Sequence[Sequence[bool]] | None = None, max_norm: float | None = None,
-             norm_kind: int = 0, grad_scale: float = 1.0) -> float | None:
+             norm_kind: int = 0, grad_scale: float = 1.0,
+             check_finite: bool = False) -> float | None:
         """One step of every group: of all its parameters, or of those ``active[g]`` marks.
 
-        Every gradient is bound (and so validated) before anything is modified. With
-        ``max_norm`` the gradients' joint norm (of ``norm_kind``) is taken over everything
-        bound and the update reads them clipped; the norm is returned. ``grad_scale``
-        multiplies every gradient as the kernels read it.
+        Every gradient is bound (and so validated) before anything is modified. ``grad_scale``
+        multiplies every gradient as the kernels read it (1 / a loss scale unscales). With
+        ``max_norm`` or ``check_finite``, a first pass takes the joint norm (of ``norm_kind``)
+        of everything bound, as read (times ``grad_scale``), and returns it: with
+        ``check_finite`` a non-finite norm (an infinite or NaN gradient element) skips the
+        step, leaving parameters, state and step counts as they were; with ``max_norm`` the
+        update reads the gradients clipped.
         """
         if active is not None:
             for group, marks in zip(self.groups, active):
@@ -96,12 +100,19 @@ class Engine:
                     bind(g, run, table, slots)
                     batches.append((group, run, table, slots, checks))
         norm = None
-        if max_norm is not None:
+        if max_norm is not None or check_finite:
             total = 0.0
             for batch in batches:
                 total = kernels.accumulate_norm(batch[2], norm_kind, True, total)
-            norm = math.sqrt(total) if norm_kind == 0 else total
-            grad_scale *= clip.coefficient(norm, max_norm)
+            # Every norm kind is homogeneous: the norm of the gradients as read is the scale
+            # times the norm of the gradients bound (an infinite or NaN element stays so).
+            norm = (math.sqrt(total) if norm_kind == 0 else total) * abs(grad_scale)
+            if check_finite and not math.isfinite(norm):
+                for batch in batches:
+                    batch[2].unbind()
+                return norm
+            if max_norm is not None:
+                grad_scale *= clip.coefficient(norm, max_norm)
         self._run(batches, grad_scale)
         return norm
 

@@ -345,6 +345,8 @@ class Group:
             table.set_stream(h.seed, t)
         before = {name: v[first] for name, v in self.scalars.items()} if self.scalars else _NONE
         scalars = run_rule(self.rule, kernel, table, h, t, before, fresh, mask, grad_scale)
+        if t == 1 and self.counts_steps and not fresh:
+            self.changed()  # its first count gives a parameter state without a new role
         if table is run.table and run.uniform:  # the whole run, as one (the usual case)
             if run.everyone:
                 if self.counts_steps:

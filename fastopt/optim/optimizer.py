@@ -21,6 +21,8 @@ from ..flat import Layout, first_overlap
 from ..rules import Rule
 from ..rules.storage import storage_of
 
+_LOSS_SCALE = validation.Real(low_open=True)  # a loss scale: finite and > 0
+
 
 class Optimizer:
     """Base class of fastopt's optimizers (torch.optim's interface over NumPy arrays).
@@ -127,7 +129,7 @@ class Optimizer:
         return self._guard[1]
 
     def step(self, grads: Sequence[np.ndarray] | None = None, *, max_norm: float | None = None,
-             norm_type: float = 2.0) -> float | None:
+             norm_type: float = 2.0, grad_scale: float | None = None) -> float | None:
         """Update every parameter in place from ``grads`` (default: :attr:`grads`).
 
         ``grads`` lists one gradient per parameter in parameter order (group 0's first), each
@@ -138,11 +140,23 @@ class Optimizer:
         :func:`fastopt.clip_grad_norm_` (their joint ``norm_type``-norm over all groups) and
         the norm before clipping is returned; the gradient arrays themselves are not changed:
         the update reads them scaled.
+
+        With ``grad_scale`` (a loss scale, as mixed-precision training multiplies the loss
+        by), the gradients are unscaled as the kernels read them (times ``1 / grad_scale``)
+        and checked first: one deterministic pass takes their joint norm (the clipping norm,
+        ``norm_type``, or the 2-norm), which is returned, of the unscaled gradients. If it is
+        infinite or NaN (some gradient element is), the step is skipped: parameters, state and
+        step counts stay exactly as they were, and the caller lowers its scale
+        (``not math.isfinite(opt.step(grads, grad_scale=s))`` tells a skipped step).
         """
         kind = 0
         if max_norm is not None:
             max_norm = validation.real("max_norm", max_norm)
+        if max_norm is not None or grad_scale is not None:
             kind = clip.norm_kind(norm_type)
+        inverse = 1.0
+        if grad_scale is not None:
+            inverse = 1.0 / _LOSS_SCALE("grad_scale", grad_scale)
         if grads is None:
             grads = self.grads
         elif type(grads) is not list and not isinstance(grads, (list, tuple)):
@@ -163,7 +177,8 @@ class Optimizer:
                 run.table.bind_grads(grads, first + run.slots[0], guard)
                 table.bind_grad_addresses([grads[first + s].ctypes.data for s in slots])
 
-        return self._engine.step(checked, bind, max_norm=max_norm, norm_kind=kind)
+        return self._engine.step(checked, bind, max_norm=max_norm, norm_kind=kind,
+                                 grad_scale=inverse, check_finite=grad_scale is not None)
 
     # ----------------------------------------------------------------- state dicts
     def state_dict(self) -> dict[str, Any]:

@@ -20,8 +20,13 @@ Where torch leaves a choice, fastopt.torch behaves as follows:
 - ``state`` is a live mapping: its tensors are views of the optimizer's state buffers, and
   values written into it (``opt.state[p] = {...}``, ``opt.state[p]["exp_avg"] = t``) are
   checked and taken in before the next step or state dict.
-- CPU parameters of dtype float32, float64, complex64 or complex128 (a complex parameter is
-  stepped as its real view, as torch computes it), dense in memory in any dimension order.
+- CPU parameters of dtype float32, float64, bfloat16, float16, complex64 or complex128 (a
+  complex parameter is stepped as its real view, as torch computes it, with float32/float64
+  state), dense in memory in any dimension order; float32 parameters may have bfloat16 or
+  float16 gradients (``p.grad_dtype``). bfloat16 needs the ml_dtypes package. The storage
+  options of :mod:`fastopt.rules.storage` (``state_dtype``, ``rounding``, ``seed``) are
+  keyword arguments of every class; 8-bit state shows in ``state`` and state dicts as uint8
+  codes of the parameter's shape and float32 ``<role>_absmax`` block scales.
   DTensor parameters (FSDP2's ``fully_shard``, tensor parallelism's ``distribute_tensor``)
   are stepped through their local shards, where torch keeps them (no gathering, no copies),
   reading their gradients' local shards; their state is DTensors of the parameter's mesh and
@@ -30,6 +35,9 @@ Where torch leaves a choice, fastopt.torch behaves as follows:
   Other devices and dtypes, sparse tensors and sparse gradients are refused with a message;
   so are two parameters over the same memory. ``capturable=True`` and
   ``differentiable=True`` are refused; ``foreach`` and ``fused`` change nothing.
+- ``torch.amp.GradScaler``: the fused-optimizer contract (``grad_scale``, ``found_inf``): a
+  step the scaler found an infinite or NaN gradient for is skipped, else gradients are
+  unscaled as the kernels read them.
 - A parameter listed twice in a group: torch warns and steps it twice per step; fastopt warns
   the same and steps it once.
 - A parameter whose memory is replaced after construction (``p.data = ...``, a

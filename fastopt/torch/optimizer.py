@@ -17,7 +17,8 @@ import torch
 
 from ..engine import EMPTY, Engine, Group, Loaded, Run, check_entry
 from ..rules import Rule
-from ..rules.storage import COMPENSATION
+from .._kernels import kernels
+from ..rules.storage import COMPENSATION, Q8, scale_key
 from ..rules.storage import hypers as storage_hypers
 from . import dtensor, sharded, tensors
 from .state import Entry, LiveState
@@ -46,8 +47,16 @@ class Optimizer(torch.optim.Optimizer):
                 storage[h.name] = value
         self._setup(storage)
         super().__init__(params, *args, **kwargs)
+        if self._dirty:  # torch's constructor wrote initial state (Adagrad's): the engine's own
+            self.__dict__["state"] = LiveState(self._touch)  # initial values, in its storage
+            self._views = [[{} for _ in params] for params in self._params]
+            self._versions = [-1] * len(self._versions)
+            self._dirty = False
+            self._sync_views()
         self.defaults.update(storage)
-        self._step_supports_amp_scaling = False  # the grad-scaling contract is not kept yet
+        # torch.amp.GradScaler's contract with fused optimizers: it sets ``grad_scale`` and
+        # ``found_inf`` on the optimizer around ``step`` instead of unscaling the gradients.
+        self._step_supports_amp_scaling = True
 
     def _setup(self, storage: dict[str, Any]) -> None:
         self._storage = storage
@@ -94,13 +103,20 @@ class Optimizer(torch.optim.Optimizer):
                 if dtensor.is_dtensor(p) and sharded.is_sharded(p):
                     sharded.refuse(self.rule, h, f"params[{start + i}]",
                                    f"its local shard ({dtensor.describe(p)})")
+                if p.is_complex() and (h.state_dtype is not None
+                                       or h.rounding not in (None, "nearest")):
+                    raise ValueError(
+                        f"params[{start + i}]: a complex parameter keeps its state as its "
+                        "dtype's real parts (float32 or float64, rounded to nearest); got "
+                        f"state_dtype={h.state_dtype!r}, rounding={h.rounding!r}")
             self._refuse_shared_memory(params)
+            watched = [tensors.Watched(p) for p in params]
+            # (the storage options checked against the parameters' dtypes, last)
+            self._engine.add_group([w.slot() for w in watched], h,
+                                   members=[i for i, p in enumerate(params) if p.requires_grad])
         except BaseException:
             self.param_groups.pop()
             raise
-        watched = [tensors.Watched(p) for p in params]
-        self._engine.add_group([w.slot() for w in watched], h,
-                               members=[i for i, p in enumerate(params) if p.requires_grad])
         self._place.update((p, (len(self._params), s)) for s, p in enumerate(params))
         self._params.append(params)
         self._watched.append(watched)
@@ -133,23 +149,36 @@ class Optimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; return ``closure()`` if given (called
-        first, with gradients enabled, as torch does)."""
+        first, with gradients enabled, as torch does).
+
+        Under ``torch.amp.GradScaler`` (``scaler.step(opt)``), as torch's fused optimizers:
+        the scaler sets ``grad_scale`` (the loss scale) and ``found_inf`` on the optimizer;
+        if ``found_inf`` is nonzero the step is skipped (parameters, state and step counts
+        unchanged), else the kernels read each gradient times ``1 / grad_scale``. The
+        gradients themselves are left as they are (torch's fused kernels write the
+        unscaled values back into them)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        found_inf = getattr(self, "found_inf", None)
+        if found_inf is not None and float(found_inf) != 0:
+            return loss
+        scale = getattr(self, "grad_scale", None)
+        inverse = 1.0 if scale is None else 1.0 / float(scale)
         if self._dirty:
             self._take_state_in()
-        active, addresses, scratch = self._gradients()
+        active, addresses, kinds, scratch = self._gradients()
         checked = self._engine.check(self.param_groups)
 
         def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
             where = addresses[g]
-            table.bind_grad_addresses([where[s] for s in slots])
+            table.bind_grad_addresses([where[s] for s in slots], kinds[g][slots[0]])
 
         staged = [w for watched, marks in zip(self._watched, active)
                   for w, on in zip(watched, marks) if on and w.stepped is not w.shard]
-        self._staged(staged, lambda: self._engine.step(checked, bind, active=active))
+        self._staged(staged, lambda: self._engine.step(checked, bind, active=active,
+                                                       grad_scale=inverse))
         return loss
 
     def _staged(self, staged: list[tensors.Watched], step: Callable[[], Any]) -> None:
@@ -175,7 +204,7 @@ class Optimizer(torch.optim.Optimizer):
         if self._dirty:
             self._take_state_in()
         chosen: dict[int, list[int]] = {}
-        addresses: dict[tuple[int, int], int] = {}
+        given: dict[int, list[torch.Tensor | None]] = {}
         scratch: list[torch.Tensor] = []
         staged = []
         for n, p in enumerate(params):
@@ -192,61 +221,93 @@ class Optimizer(torch.optim.Optimizer):
             grad = p.grad if grads is None else grads[n]
             if grad is None:
                 continue
-            if (g, s) in addresses:
+            mine = given.setdefault(g, [None] * len(self._watched[g]))
+            if mine[s] is not None:
                 raise ValueError(f"params[{n}]: expected each parameter once, got it twice")
             index = sum(len(group) for group in self._params[:g]) + s
-            addresses[g, s] = self._gradient_address(index, w, grad, scratch)
+            mine[s] = self._checked_grad(index, w, grad, scratch)
             chosen.setdefault(g, []).append(s)
             if w.stepped is not w.shard:
                 staged.append(w)
+        addresses = {g: self._laid_out(self._watched[g], mine, scratch)
+                     for g, mine in given.items()}
+        kinds = {g: self._kinds(self._watched[g], mine) for g, mine in given.items()}
         checked = self._engine.check(self.param_groups)
 
         def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
-            table.bind_grad_addresses([addresses[g, s] for s in slots])
+            table.bind_grad_addresses([addresses[g][s] for s in slots], kinds[g][slots[0]])
 
         self._staged(staged, lambda: self._engine.step_slots(checked, bind, chosen))
 
-    def _gradients(self) -> tuple[list[list[bool]], list[list[int]], list[torch.Tensor]]:
-        """Per group and parameter: whether it has a gradient, and the address of that
-        gradient's elements laid out as the stepped tensor's (copies so laid out, of those
-        that are not, kept alive in the last list). Every gradient is checked here, before
-        anything is stepped; a parameter whose memory was replaced is followed first. A
+    def _gradients(self) -> tuple[list[list[bool]], list[list[int]], list[list[int]],
+                                  list[torch.Tensor]]:
+        """Per group and parameter: whether it has a gradient, the address of that gradient's
+        elements laid out as the stepped tensor's, and their storage type (copies so laid out,
+        of those that are not, kept alive in the last list). Every gradient is checked here,
+        before anything is stepped; a parameter whose memory was replaced is followed first. A
         DTensor's is its local shard's, and its gradient's local shard's."""
-        active, addresses, scratch = [], [], []
+        active, addresses, kinds, scratch = [], [], [], []
         index = 0
         for g, watched in enumerate(self._watched):
-            marks, where = [False] * len(watched), [0] * len(watched)
+            marks = [False] * len(watched)
+            grads: list[torch.Tensor | None] = [None] * len(watched)
             for s, w in enumerate(watched):
                 p = w.param
                 if (dtensor.local(p) if w.distributed else p).data_ptr() != w.address:
                     self._follow(g, s)
-                grad = p.grad
-                if grad is None:
-                    continue
-                marks[s] = True
-                where[s] = self._gradient_address(index + s, w, grad, scratch)
+                if p.grad is not None:
+                    marks[s] = True
+                    grads[s] = self._checked_grad(index + s, watched[s], p.grad, scratch)
             active.append(marks)
-            addresses.append(where)
+            addresses.append(self._laid_out(watched, grads, scratch))
+            kinds.append(self._kinds(watched, grads))
             index += len(watched)
-        return active, addresses, scratch
+        return active, addresses, kinds, scratch
 
     @staticmethod
-    def _gradient_address(index: int, w: tensors.Watched, grad: torch.Tensor,
-                          scratch: list[torch.Tensor]) -> int:
-        """Where parameter ``index``'s gradient ``grad`` (checked here) has its elements laid
-        out as the stepped tensor's; a tensor made for it (a copy so laid out, a
-        redistributed DTensor gradient's shard) is kept alive in ``scratch``."""
+    def _checked_grad(index: int, w: tensors.Watched, grad: torch.Tensor,
+                      scratch: list[torch.Tensor]) -> torch.Tensor:
+        """Parameter ``index``'s gradient ``grad`` checked (a DTensor's: its local shard, a
+        redistributed one kept alive in ``scratch``)."""
         if w.distributed:
             grad = dtensor.local_grad(f"params[{index}]", w.param, grad)
             scratch.append(grad)
-        # torch keeps a .grad of its parameter's dtype and shape; checked all the same, since a
-        # kernel reads exactly that many bytes.
-        if grad.dtype is not w.dtype or grad.shape != w.shape or grad.layout is not torch.strided:
+        # torch keeps a .grad of its parameter's dtype (or its grad_dtype) and shape; checked
+        # all the same, since a kernel reads exactly that many bytes.
+        if not tensors.grad_accepted(grad, w.shard) or grad.shape != w.shape or (
+                grad.layout is not torch.strided) or grad.device.type != "cpu":
             tensors.refuse_grad(f"params[{index}]", grad, w.shard)
-        if grad.stride() != w.strides and not tensors.same_layout(grad, w.stepped):
-            grad = torch.empty_like(w.stepped).copy_(grad)  # laid out as stepped
-            scratch.append(grad)
-        return grad.data_ptr()
+        return grad
+
+    @staticmethod
+    def _laid_out(watched: list[tensors.Watched], grads: list[torch.Tensor | None],
+                  scratch: list[torch.Tensor]) -> list[int]:
+        """Where each gradient's elements are laid out as its stepped tensor's (0: none),
+        ``grads`` updated to what is read. One kernel call reads one gradient type: float32
+        parameters whose gradients come in several types read copies promoted to float32
+        (exact); copies are kept alive in ``scratch``."""
+        low = {grad.dtype for w, grad in zip(watched, grads)
+               if grad is not None and w.dtype is torch.float32}
+        where = [0] * len(watched)
+        for s, (w, grad) in enumerate(zip(watched, grads)):
+            if grad is None:
+                continue
+            if len(low) > 1 and grad.dtype is not w.dtype:
+                grad = grad.to(w.dtype)
+                scratch.append(grad)
+            if grad.stride() != w.strides and not tensors.same_layout(grad, w.stepped):
+                grad = torch.empty_like(w.stepped, dtype=grad.dtype).copy_(grad)
+                scratch.append(grad)  # laid out as stepped
+            grads[s] = grad
+            where[s] = grad.data_ptr()
+        return where
+
+    @staticmethod
+    def _kinds(watched: list[tensors.Watched], grads: list[torch.Tensor | None]) -> list[int]:
+        """Each gradient's storage type code where it differs from its parameter's, else -1."""
+        return [-1 if grad is None or grad.dtype is w.dtype
+                else kernels.DTYPE_CODES[tensors.STEPPED[grad.dtype][0]]
+                for w, grad in zip(watched, grads)]
 
     def _follow(self, g: int, s: int) -> None:
         """Step parameter ``s`` of group ``g`` where its memory is now (``p.data = ...``, a
@@ -264,6 +325,14 @@ class Optimizer(torch.optim.Optimizer):
                 "the optimizer again (or load a state dict into a new one)")
         if s in group.placed and new.strides != old.strides:
             for role in group.live[s]:  # the state follows the elements into their new order
+                if group.dtype_of(s, role) == Q8:  # blocks are of memory order: quantised anew
+                    values = np.empty(group.slots[s].size, np.float32)
+                    kernels.dequantize(group.view(s, role), group.scales(s, role), values,
+                                       group.signed(role))
+                    before = tensors.state_view(values, new.stepped, old.strides).clone()
+                    tensors.state_view(values, new.stepped).copy_(before)
+                    group.put(s, role, values)
+                    continue
                 before = tensors.state_view(group.view(s, role), new.stepped, old.strides)
                 tensors.state_view(group.view(s, role), new.stepped).copy_(before.clone())
         group.slots[s] = slot
@@ -304,14 +373,16 @@ class Optimizer(torch.optim.Optimizer):
             views[name] = tensors.scalar_view(values, s)
         for role in group.roles:
             if role in group.live[s]:
-                views[role] = w.state(group.view(s, role))
+                for key, array in group.views(s, role).items():  # 8-bit: codes and scales
+                    views[key] = w.state(array) if key == role else tensors.as_tensor(array)
         return views
 
     def _in_sync(self, entry: Any, views: dict[str, torch.Tensor]) -> bool:
         """Whether ``entry`` holds exactly the engine's views (besides keys of its own)."""
         if not isinstance(entry, dict):
             return False
-        known = {"step", COMPENSATION, *self.rule.role_names, *(s.name for s in self.rule.scalars)}
+        known = {"step", COMPENSATION, *self.rule.role_names, *map(scale_key, self.rule.role_names),
+                 *(s.name for s in self.rule.scalars)}
         return (known & entry.keys()) == views.keys() and all(
             entry[k] is v for k, v in views.items())
 
@@ -329,23 +400,51 @@ class Optimizer(torch.optim.Optimizer):
                 index += 1
                 if entry is not None and self._in_sync(entry, views):
                     continue  # what the engine holds (and perhaps a tool's own keys)
+                def array(name: str, key: str, value: Any, p: torch.Tensor = p, s: int = s,
+                          engine_group: Group = engine_group) -> torch.Tensor:
+                    dtypes, shape = engine_group.accepts(s, key)
+                    return tensors.state_tensor(name, value, p, tensors.torch_dtypes(dtypes),
+                                                shape)
+
                 loaded = EMPTY if entry is None else check_entry(
-                    self.rule, where, entry, h, tensors.number,
-                    lambda name, role, value, p=p: tensors.state_tensor(name, value, p),
+                    self.rule, where, entry, h, tensors.number, array,
                     strict=False, counts_steps=engine_group.counts_steps)
                 if loaded is EMPTY and not engine_group.has_state(s):
                     continue
+                for role in engine_group.roles:  # values written over 8-bit codes: quantised,
+                    key = scale_key(role)         # not read with the old codes' scales
+                    if (role in loaded.arrays and loaded.arrays[role].dtype is not torch.uint8
+                            and key in loaded.arrays and entry[key] is views.get(key)):
+                        del loaded.arrays[key]
+                engine_group.check_loaded(s, where, loaded.arrays, [
+                    key for key, t in loaded.arrays.items() if t.dtype is torch.uint8])
                 plans.append((g, s, loaded))  # EMPTY: state removed, it starts afresh as in torch
         for g, s, loaded in plans:
             group = self._engine.groups[g]
-            group.load(s, loaded.step, loaded.scalars, loaded.arrays)
-            for role, value in loaded.arrays.items():
-                tensors.state_view(group.view(s, role), self._watched[g][s].stepped).copy_(value)
+            group.load(s, loaded.step, loaded.scalars,
+                       [key for key in loaded.arrays if key in group.roles])
+            self._put(group, s, loaded.arrays)
             self._versions[g] = -1
         for group in self._engine.groups:
             group.settle()
         self._dirty = False
         self._sync_views()
+
+    def _put(self, group: Group, s: int, arrays: dict[str, torch.Tensor]) -> None:
+        """Copy a checked entry's tensors into parameter ``s``'s state: values rounded to
+        nearest into low-precision state, or quantised into 8-bit state; 8-bit codes and
+        their scales as they are."""
+        stepped = self._watched[group.index][s].stepped
+        for key, value in arrays.items():
+            if key not in group.roles:  # an 8-bit role's scales
+                role = next(r for r in group.roles if scale_key(r) == key)
+                torch.from_numpy(group.scales(s, role)).copy_(value)
+            elif group.dtype_of(s, key) == Q8 and value.dtype is not torch.uint8:
+                values = np.empty(group.slots[s].size, np.float32)
+                tensors.state_view(values, stepped).copy_(value)
+                group.put(s, key, values)
+            else:
+                tensors.state_view(group.view(s, key), stepped).copy_(value)
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict (torch's own packing and hooks): state tensors are views of the
@@ -371,7 +470,18 @@ class Optimizer(torch.optim.Optimizer):
         if not isinstance(state_dict["param_groups"], (list, tuple)) or not isinstance(
                 state_dict["state"], dict):
             raise TypeError("state_dict: expected 'param_groups' to be a list and 'state' a dict")
-        super().load_state_dict(state_dict)
+        # torch casts every floating state tensor to its parameter's dtype as it loads; the
+        # engine's storage may be another (float32 moments of bfloat16 parameters, 8-bit codes
+        # and their float32 scales), so the tensors given are taken back where torch cast them.
+        saved = [i for group in state_dict["param_groups"] if isinstance(group, dict)
+                 for i in group.get("params", ())]
+        current = [p for group in self.param_groups for p in group["params"]]
+        self._given = {p: state_dict["state"][i] for i, p in zip(saved, current)
+                       if isinstance(state_dict["state"].get(i), dict)}
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            del self._given
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Where ``load_state_dict`` lands (after torch's checks and casts), and where a copy
@@ -387,6 +497,7 @@ class Optimizer(torch.optim.Optimizer):
         before = {key: self.__dict__[key] for key in ("param_groups", "defaults", "state")}
         super().__setstate__(state)
         loaded = self.__dict__["state"]
+        _uncast(loaded, self.__dict__.get("_given", {}))
         try:
             for g, group in enumerate(self.param_groups):
                 for key, value in self._storage.items():  # a torch.optim dict lacks them
@@ -409,3 +520,19 @@ class Optimizer(torch.optim.Optimizer):
         if self._dirty:
             self._take_state_in()
         return super().__getstate__()
+
+
+def _uncast(state: Any, given: dict[torch.Tensor, dict[Any, Any]]) -> None:
+    """Put back, into ``state`` as torch's ``load_state_dict`` made it, the tensors ``given``
+    where torch only cast them to their parameter's dtype."""
+    for p, entry in dict(state).items():
+        original = given.get(p)
+        if original is None or not isinstance(entry, dict):
+            continue
+        for key, value in entry.items():
+            before = original.get(key)
+            if (key != "step" and isinstance(value, torch.Tensor)
+                    and isinstance(before, torch.Tensor) and before.dtype != value.dtype
+                    and before.shape == value.shape and before.device == value.device
+                    and torch.equal(before.to(value.dtype), value)):
+                entry[key] = before

@@ -16,14 +16,39 @@ import numpy as np
 import torch
 
 from ..engine import Slot
+from ..rules import storage
 from . import dtensor
 
-# torch dtype -> (the dtype the kernels step, elements per element of the parameter)
+# torch dtype -> (the storage type the kernels step, elements per element of the parameter)
 STEPPED = {
-    torch.float32: (np.float32, 1), torch.float64: (np.float64, 1),
-    torch.complex64: (np.float32, 2), torch.complex128: (np.float64, 2),
+    torch.float32: ("float32", 1), torch.float64: ("float64", 1),
+    torch.bfloat16: ("bfloat16", 1), torch.float16: ("float16", 1),
+    torch.complex64: ("float32", 2), torch.complex128: ("float64", 2),
 }
-NUMPY = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+LOW = (torch.bfloat16, torch.float16)  # gradients of these may step float32 parameters
+# NumPy dtypes as torch reads them (bfloat16, which NumPy lacks, through its bits)
+NUMPY = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
+         np.dtype(np.float16): torch.float16, np.dtype(np.uint8): torch.uint8}
+
+
+def storage_dtype(p: torch.Tensor) -> np.dtype:
+    """The NumPy dtype the engine keeps ``p``'s elements as (bfloat16: ml_dtypes')."""
+    return storage.dtype(STEPPED[p.dtype][0])
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A NumPy array as a tensor over its memory; bfloat16 (ml_dtypes') through its bits. An
+    empty one gets memory of its own: ``torch.save`` refuses two tensors of different dtypes
+    at one address, as an empty slice's may be another role's or another parameter's."""
+    if array.size == 0:
+        return torch.empty(array.shape, dtype=torch_dtypes((array.dtype,))[0])
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+def torch_dtypes(dtypes: tuple[np.dtype, ...]) -> tuple[torch.dtype, ...]:
+    return tuple(torch.bfloat16 if d.name == "bfloat16" else NUMPY[d] for d in dtypes)
 
 
 def is_dense(t: torch.Tensor) -> bool:
@@ -40,6 +65,8 @@ def is_dense(t: torch.Tensor) -> bool:
 def overlaps_itself(t: torch.Tensor) -> bool:
     """Whether two elements of ``t`` may share memory (an expanded tensor, say): taken as
     soon as the dimensions, by increasing stride, do not each step past all smaller ones."""
+    if t.numel() == 0:  # no elements (NumPy gives an empty array's dimensions stride 0)
+        return False
     extent = 0
     for size, stride in sorted(zip(t.shape, t.stride()), key=lambda d: d[1]):
         if size == 1:
@@ -62,8 +89,13 @@ def check_param(name: str, p: torch.Tensor) -> None:
     if p.layout != torch.strided:
         raise ValueError(f"{name}: expected a strided (dense) tensor, got layout {p.layout}")
     if p.dtype not in STEPPED:
-        raise TypeError(f"{name}: expected dtype float32, float64, complex64 or complex128, "
-                        f"got {p.dtype}")
+        raise TypeError(f"{name}: expected dtype float32, float64, bfloat16, float16, complex64 "
+                        f"or complex128, got {p.dtype}")
+    try:
+        storage_dtype(p)
+    except ImportError as error:  # bfloat16 is kept as ml_dtypes' (an optional dependency)
+        raise ImportError(f"{name}: a {p.dtype} parameter needs the ml_dtypes package "
+                          "(pip install ml_dtypes)") from error
     if overlaps_itself(p):
         raise ValueError(f"{name}: expected a tensor whose elements do not share memory, got "
                          f"shape {tuple(p.shape)} with strides {p.stride()}")
@@ -94,8 +126,9 @@ class Watched:
         self.dtype, self.shape, self.strides = shard.dtype, shard.shape, self.stepped.stride()
 
     def slot(self) -> Slot:
-        dtype, per_element = STEPPED[self.dtype]
-        return Slot(self.stepped.data_ptr(), self.stepped.numel() * per_element, dtype)
+        per_element = STEPPED[self.dtype][1]
+        return Slot(self.stepped.data_ptr(), self.stepped.numel() * per_element,
+                    storage_dtype(self.stepped))
 
     def state(self, array: np.ndarray) -> torch.Tensor:
         """``array`` (the parameter's slice of a state buffer) as torch shows its state: shaped
@@ -118,13 +151,20 @@ def same_layout(g: torch.Tensor, p: torch.Tensor) -> bool:
                                    or (g.is_contiguous() and p.is_contiguous()))
 
 
+def grad_accepted(g: torch.Tensor, p: torch.Tensor) -> bool:
+    """Whether the kernels read ``g`` as ``p``'s gradient as it is: of ``p``'s dtype, or
+    bfloat16 or float16 for a float32 ``p`` (``p.grad_dtype`` set), promoted as read."""
+    return g.dtype is p.dtype or (p.dtype is torch.float32 and g.dtype in LOW)
+
+
 def refuse_grad(name: str, g: torch.Tensor, p: torch.Tensor) -> None:
     if g.layout != torch.strided:
         raise RuntimeError(f"{name}: sparse gradients are not supported by this optimizer, "
                            f"got a {g.layout} .grad")
-    if g.device.type != "cpu" or g.dtype != p.dtype:
-        raise RuntimeError(f"{name}: expected a gradient of dtype {p.dtype} on the CPU, got "
-                           f"{g.dtype} on {g.device}")
+    if g.device.type != "cpu" or not grad_accepted(g, p):
+        raise RuntimeError(f"{name}: expected a gradient of dtype {p.dtype}"
+                           + (" (or bfloat16 or float16)" if p.dtype is torch.float32 else "")
+                           + f" on the CPU, got {g.dtype} on {g.device}")
     raise RuntimeError(f"{name}: expected a gradient of shape {tuple(p.shape)}, got "
                        f"{tuple(g.shape)}")
 
@@ -134,9 +174,7 @@ def state_view(array: np.ndarray, p: torch.Tensor,
     """``array`` (a parameter's 1-D slice of an engine buffer) as a tensor shaped, strided
     (unless ``strides`` says otherwise) and typed like ``p`` (the tensor stepped for the
     parameter), over exactly that slice's memory."""
-    # torch.from_numpy knows no bfloat16 (ml_dtypes'): the same bits, as torch's bfloat16.
-    flat = (torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16)
-            if array.dtype.name == "bfloat16" else torch.from_numpy(array))
+    flat = as_tensor(array)
     if p.is_complex():
         flat = torch.view_as_complex(flat.view(-1, 2))
     return flat.as_strided(p.shape, p.stride() if strides is None else strides)
@@ -156,19 +194,34 @@ def number(name: str, value: Any) -> Any:
     return value
 
 
-def state_tensor(name: str, value: Any, p: torch.Tensor) -> torch.Tensor:
-    """A loaded state array: a dense floating tensor of ``p``'s shape (cast as torch casts
-    when it is copied in); for a DTensor parameter, the local shard of a DTensor like it."""
+def state_tensor(name: str, value: Any, p: torch.Tensor, dtypes: tuple[torch.dtype, ...],
+                 shape: tuple[int, ...] | None) -> torch.Tensor:
+    """A loaded state array: a dense tensor of ``shape`` (None: ``p``'s); of one of ``dtypes``
+    where that says what it holds (8-bit codes, block scales), else of any floating dtype
+    (cast as torch casts when it is copied in); for a DTensor parameter, the local shard of a
+    DTensor like it."""
     if dtensor.is_dtensor(p):
-        value, p = dtensor.local_state(name, value, p), dtensor.local(p)
+        if shape is None:
+            value = dtensor.local_state(name, value, p)
+        p = dtensor.local(p)
     try:
         t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as error:
         raise TypeError(f"{name}: expected a tensor, got {type(value).__name__} ({error})") from None
-    if not (t.is_floating_point() or t.is_complex()) or t.layout != torch.strided:
-        raise TypeError(f"{name}: expected a dense floating-point tensor, got {t.dtype} "
-                        f"({t.layout})")
-    if t.shape != p.shape:
-        raise ValueError(f"{name}: expected shape {tuple(p.shape)} (its parameter's), got "
-                         f"{tuple(t.shape)}")
+    if not dtypes:
+        raise ValueError(f"{name}: this optimizer keeps no such state (8-bit block scales "
+                         "go with state kept in 8 bits)")
+    if shape is not None:  # an 8-bit role's block scales
+        ok, expected = t.dtype is torch.float32, "float32"
+    elif torch.uint8 in dtypes:  # an 8-bit role: its codes, or values to quantise
+        ok, expected = t.dtype is torch.uint8 or t.is_floating_point(), "uint8 or floating-point"
+    else:
+        ok, expected = t.is_floating_point() or t.is_complex(), "floating-point"
+    if not ok or t.layout != torch.strided:
+        raise TypeError(f"{name}: expected a dense {expected} tensor, got {t.dtype} ({t.layout})")
+    expected = tuple(p.shape) if shape is None else shape
+    if tuple(t.shape) != expected:
+        raise ValueError(f"{name}: expected shape {expected}"
+                         + (" (its parameter's)" if shape is None else " (one per block)")
+                         + f", got {tuple(t.shape)}")
     return t
