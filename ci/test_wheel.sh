@@ -4,7 +4,7 @@
 #   ci/test_wheel.sh WHEEL OPENMP     OPENMP: vendored | system | none (ci/check_installed.py)
 # PYTHON: the interpreter for the environment (default python3; it must match the wheel's tag).
 # NUMPY=oldest: NumPy pinned to the floor the wheel declares (default: the newest release).
-# TORCH=0: leave torch out of the test extras (the tests that need it skip).
+# TORCH=0: leave torch and the oracles built on it out of the test extras (their tests skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 wheel=$1
@@ -20,7 +20,11 @@ extras="[test]"
 options=(--extra test)
 if [ "${TORCH:-1}" = 0 ]; then
     extras=""
-    options+=(--without torch)
+    # and the oracles that need it (their tests skip)
+    for oracle in torch torch-optimi bitsandbytes torchao pytorch-optimizer lion-pytorch \
+                  schedulefree; do
+        options+=(--without "$oracle")
+    done
 fi
 if [ "${NUMPY:-newest}" = oldest ]; then
     options+=(--oldest numpy)

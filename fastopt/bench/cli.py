@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-torch-model", dest="torch_model", action="store_false",
                         help="skip the torch training step (50 Linear layers, ~1e7 parameters; "
                              "with --quick 4 layers, ~1e5), on when torch is installed")
+    parser.add_argument("--storage", action="store_true",
+                        help="also Adam in each storage mode (bfloat16, 8-bit state, ...) at "
+                             "the sizes, each against its own roofline and float32 Adam "
+                             "(needs ml_dtypes)")
     parser.add_argument("--json", metavar="FILE",
                         help="also write the results as JSON ('-': stdout)")
     parser.add_argument("--plot", metavar="PNG", help="also plot Gelem/s against size (matplotlib)")
@@ -105,7 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         for name in [n for n in args.optimizers if n in TORCH_FRONT_END]:
             progress(f"torch training {name}", start)
             trainings += run_torch_model(name, QUICK if args.quick else FULL, rounds, args.budget)
+    storage = []
+    if args.storage:
+        from .storage_modes import format_modes_table, run_modes
+
+        for size in sizes:
+            progress(f"storage modes {size:,}", start)
+            storage += run_modes(size, rounds, args.budget)
     print(format_table(results))
+    if storage:
+        print()
+        print(format_modes_table(storage))
     if models:
         print()
         print(format_model_table(models))
@@ -115,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = json.dumps({"config": config, "results": [asdict(r) for r in results],
                               "model": [asdict(m) for m in models],
-                              "torch_model": [asdict(t) for t in trainings]}, indent=1)
+                              "torch_model": [asdict(t) for t in trainings],
+                              "storage": [asdict(s) for s in storage]}, indent=1)
         if args.json == "-":
             print(payload)
         else:

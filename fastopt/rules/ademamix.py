@@ -84,7 +84,7 @@ p ← p − γ (m₁ / (1 − β₁ᵗ) + αₜ m₂) / (√v / √(1 − β₂�
         Hyper("eps", 1e-8, NON_NEGATIVE),
         maximize(),
     ),
-    roles=(Role("exp_avg"), Role("exp_avg_sq"), Role("exp_avg_slow")),
+    roles=(Role("exp_avg"), Role("exp_avg_sq", nonnegative=True), Role("exp_avg_slow")),
     kernel="ademamix",
     kernel_args=_kernel_args,
     reference="ademamix",

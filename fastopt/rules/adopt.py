@@ -36,7 +36,7 @@ t > 1:  u = g / max(√v, ε);   u ← min(max(u, −tᵉ), tᵉ)  (e: clip_expo
         Hyper("eps", 1e-6, NON_NEGATIVE),
         maximize(),
     ),
-    roles=(Role("exp_avg"), Role("exp_avg_sq")),
+    roles=(Role("exp_avg"), Role("exp_avg_sq", nonnegative=True)),
     kernel="adopt",
     kernel_args=_kernel_args,
     reference="adopt",
