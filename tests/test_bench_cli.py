@@ -87,8 +87,9 @@ def test_torch_model_counts_parameters_and_marks_a_missing_path():
     for r in results:
         assert r.torch_s["fused"] is None and r.speedup["fused"] is None
         assert r.torch_s["default"] > 0 and r.torch_s["foreach"] > 0
-    cells = report.format_torch_table(results).splitlines()[-1].split()
-    assert cells[:2] == ["RMSprop", "training"] and cells[-1] == "-" and cells.count("-") == 2
+    cells = report.format_torch_table(results).splitlines()[4].split()
+    # the fused time and the ratio against it; the doubt column may hold codes or '-'
+    assert cells[:2] == ["RMSprop", "training"] and cells[-2] == "-" and cells[:-1].count("-") == 2
 
 
 def test_every_optimizer_has_an_access_pattern():
@@ -140,8 +141,8 @@ def test_a_rule_torch_lacks_shows_dashes_in_the_torch_columns(monkeypatch):
     result = cases.run_case("Adam", np.dtype(np.float32), 1000, rounds=1, budget=0.001)
     assert result.torch_s is result.torch_path is result.speedup_torch is None
     assert result.max_rel_deviation == 0.0 and result.fastopt_s > 0
-    cells = report.format_table([result]).splitlines()[-1].split()
-    assert cells[-3:-1] == ["-", "-"]  # vs torch, torch path
+    cells = report.format_table([result]).splitlines()[2].split()
+    assert cells[-4:-2] == ["-", "-"]  # vs torch, torch path
     if importlib.util.find_spec("torch") is None:
         return
     from fastopt.bench import torch_training
@@ -150,5 +151,5 @@ def test_a_rule_torch_lacks_shows_dashes_in_the_torch_columns(monkeypatch):
     for r in torch_training.run_torch_model("Adam", shape, rounds=1, budget=0.001):
         assert r.fastopt_s > 0
         assert set(r.torch_s.values()) == set(r.speedup.values()) == {None}
-    cells = report.format_torch_table([r]).splitlines()[-1].split()
-    assert cells[-6:] == ["-"] * 6
+    cells = report.format_torch_table([r]).splitlines()[3].split()
+    assert cells[-7:-1] == ["-"] * 6

@@ -6,7 +6,8 @@ The segment table and the driver (``segments.pxi``): pieces, one parallel region
 deterministic reduction pass; the thread policy (``threads.pxi``); element-wise pieces several
 rules share (``elementwise.pxi``); each rule's kernel (``rules/<name>.pxi``, gathered with
 their glue in ``rules.pxi``, which setup.py generates); gradient norms and clipping
-(``norms.pxi``) and the roofline probe (``probe.pxi``). A rule's kernel is a plain loop over
+(``norms.pxi``), the roofline probe (``probe.pxi``) and the benchmark's plain loops
+(``plain.pxi``). A rule's kernel is a plain loop over
 one piece, generic over float32/float64 through the fused type ``floating``; its arguments
 arrive as a C struct of doubles, already computed by the caller; the kernels do only the
 element-wise work, in the dtype of the buffers.
@@ -26,6 +27,7 @@ include "elementwise.pxi"
 include "rules.pxi"
 include "norms.pxi"
 include "probe.pxi"
+include "plain.pxi"
 
 # Storage type codes of SegmentTable, by NumPy dtype name, and its rounding modes.
 DTYPE_CODES = {"float32": FLOAT32, "float64": FLOAT64, "bfloat16": BFLOAT16, "float16": FLOAT16}

@@ -1,9 +1,11 @@
 """One case of the benchmark: an optimizer, a dtype and a size, one flat tensor.
 
 It times, round by round, fastopt's ``opt.step(grads)``, the same step in
-:mod:`fastopt.reference`, torch's fastest CPU path where torch has the optimizer, and the
-roofline probe (:data:`~fastopt.bench.optimizers.ACCESS`); and it checks fastopt against the
-reference over a few steps.
+:mod:`fastopt.reference`, torch's fastest CPU path where torch has the optimizer, the
+roofline probe (:data:`~fastopt.bench.optimizers.ACCESS`) and the rule's plain loop
+(:mod:`.plain`); and it checks fastopt against the reference over a few steps. A measurement
+in doubt (:func:`.trust.doubts`) is taken again (:func:`.timing.measure`) and the one least in
+doubt kept with its codes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from fastopt import reference
 from fastopt._kernels import kernels
 
 from .optimizers import ACCESS, OPTIONS, torch_class
-from .timing import medians, ratio, run_rounds
+from .plain import plain_step
+from .timing import measure, medians, ratio
+from .trust import spread
 
 CHECK_STEPS = 5
 
@@ -34,11 +38,18 @@ class Result:
     torch_s: float | None
     torch_path: str | None
     roofline_s: float
+    plain_s: float | None         # the rule's plain OpenMP loop; None where it has none
+    plain_threads: int | None     # its threads: fastopt's or one, whichever was faster
     gelem_per_s: float
     gb_per_s: float
     roofline_fraction: float
     speedup_numpy: float
     speedup_torch: float | None
+    plain_ratio: float | None     # fastopt's time / the plain loop's (1.1: 10% slower)
+    spread: float                 # of fastopt's rounds: (max − min) / median
+    others_cores: float | None    # other processes' load while measured, in cores
+    doubts: str                   # codes of trust.CODES that still apply ('' : none)
+    attempts: int                 # measurements taken (more than one: the first in doubt)
     max_rel_deviation: float
 
 
@@ -94,15 +105,24 @@ def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) 
     reads, writes = ACCESS[name]
     probe_arrays = [param.copy() for _ in range(reads)]  # parameter, gradient, states
 
-    contenders: dict[str, Callable[[], Any]] = {
+    contenders: dict[Any, Callable[[], Any]] = {
         "fastopt": lambda: opt.step(grads),
         "numpy": lambda: ref.step(grads),
         "roofline": lambda: kernels.probe(probe_arrays),
     }
     if torch_run is not None:
         contenders["torch"] = torch_run[0]
-    times = run_rounds(contenders, rounds, budget)
+    plain_arrays = [param.copy(), grad.copy(), *(np.zeros_like(param) for _ in range(reads - 2))]
+    # The plain loop on fastopt's threads and on one: the limit is the faster of the two (on
+    # a few thousand elements starting a team costs more than the loop).
+    for threads in dict.fromkeys((fastopt.get_num_threads(), 1)):
+        plain = plain_step(name, plain_arrays, threads)
+        if plain is not None:
+            contenders[("plain", threads)] = plain
+    times, others, codes, attempts = measure(contenders, rounds, budget,
+                                             roofline=("roofline", "fastopt"))
     t = medians(times)
+    plain_key = min((k for k in times if isinstance(k, tuple)), key=t.__getitem__, default=None)
     nbytes = (reads + writes) * np.dtype(dtype).itemsize * size
     return Result(
         optimizer=name,
@@ -118,5 +138,10 @@ def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) 
         roofline_fraction=ratio(times, "roofline", "fastopt"),
         speedup_numpy=ratio(times, "numpy", "fastopt"),
         speedup_torch=ratio(times, "torch", "fastopt") if torch_run else None,
+        plain_s=t[plain_key] if plain_key else None,
+        plain_threads=plain_key[1] if plain_key else None,
+        plain_ratio=ratio(times, "fastopt", plain_key) if plain_key else None,
+        spread=spread(times["fastopt"]), others_cores=others, doubts=codes, attempts=attempts,
         max_rel_deviation=deviation,
     )
+

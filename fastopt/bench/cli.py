@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -23,6 +24,7 @@ from .cases import run_case
 from .model_shaped import run_model
 from .optimizers import NAMES
 from .report import format_model_table, format_table, format_torch_table, plot
+from .trust import machine_note, others_busy, snapshot
 
 DEFAULT_SIZES = [10**3, 10**4, 10**5, 10**6, 10**7, 3 * 10**7]
 QUICK_SIZES = [10**3, 10**5]
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
           f"openmp={config['openmp']}, numpy {config['numpy']}", file=sys.stderr)
     results = []
     start = time.perf_counter()
+    before = snapshot()
     for k, (name, dtype, size) in enumerate(cases, 1):
         progress(f"[{k}/{len(cases)}] {name} {dtype} {size:,}", start)
         results.append(run_case(name, np.dtype(dtype), size, rounds, args.budget))
@@ -116,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             progress(f"storage modes {size:,}", start)
             storage += run_modes(size, rounds, args.budget)
+    after = snapshot()
+    machine = {"others_cores": others_busy(before, after), "load_average": after.load,
+               "cpus": os.cpu_count() or 1}
     print(format_table(results))
     if storage:
         print()
@@ -126,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     if trainings:
         print()
         print(format_torch_table(trainings))
+    print()
+    print(machine_note(machine["others_cores"], machine["load_average"], machine["cpus"]))
     if args.json:
-        payload = json.dumps({"config": config, "results": [asdict(r) for r in results],
+        payload = json.dumps({"config": config, "machine": machine,
+                              "results": [asdict(r) for r in results],
                               "model": [asdict(m) for m in models],
                               "torch_model": [asdict(t) for t in trainings],
                               "storage": [asdict(s) for s in storage]}, indent=1)

@@ -13,7 +13,7 @@ import numpy as np
 import fastopt
 
 from .optimizers import OPTIONS, torch_class
-from .timing import medians, ratio, run_rounds
+from .timing import measure, medians, ratio
 
 
 def model_shapes(total: int = 2_000_000, count: int = 200, seed: int = 0) -> list[tuple[int, ...]]:
@@ -40,6 +40,7 @@ class ModelResult:
     torch_s: float | None     # torch's fused step on the same tensors
     flat_ratio: float         # fastopt_s / flat_s
     speedup_torch: float | None
+    doubts: str               # trust.CODES of its measurement ('': none)
 
 
 def _torch_fused_step(name: str, params: list[np.ndarray],
@@ -81,11 +82,12 @@ def run_model(name: str, rounds: int, budget: float) -> ModelResult:
     torch_fused = _torch_fused_step(name, params, grads)
     if torch_fused is not None:
         contenders["torch"] = torch_fused
-    times = run_rounds(contenders, rounds, budget)
+    times, _, codes, _ = measure(contenders, rounds, budget)
     t = medians(times)
     return ModelResult(
         optimizer=name, tensors=len(shapes), elements=sum(int(np.prod(s)) for s in shapes),
         fastopt_s=t["fastopt"], flat_s=t["flat"], clipped_s=t["clipped"], torch_s=t.get("torch"),
         flat_ratio=1 / ratio(times, "flat", "fastopt"),
         speedup_torch=ratio(times, "torch", "fastopt") if torch_fused else None,
+        doubts=codes,
     )

@@ -4,11 +4,14 @@ matplotlib, imported only there."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 import fastopt
+
+from .trust import MEASURE_TRIES, legend
 
 if TYPE_CHECKING:  # torch_training imports torch, which the tables need not
     from .cases import Result
@@ -33,33 +36,45 @@ def align(rows: list[tuple[str, ...]]) -> str:
 
 
 def format_table(results: list[Result]) -> str:
-    """The per-size table: a row per optimizer, dtype and size."""
-    head = ("optimizer", "dtype", "size", "fastopt", "Gelem/s", "GB/s", "roofline", "vs numpy",
-            "vs torch", "torch path", "max rel dev")
+    """The per-size table: a row per optimizer, dtype and size, and under it what its doubt
+    codes mean (:mod:`.trust`)."""
+    head = ("optimizer", "dtype", "size", "fastopt", "spread", "Gelem/s", "GB/s", "roofline",
+            "plain loop", "t/plain", "vs numpy", "vs torch", "torch path", "max rel dev", "doubt")
     rows = [head]
     for r in results:
         rows.append((
             r.optimizer, r.dtype, f"{r.size:.0e}".replace("e+0", "e"), format_time(r.fastopt_s),
-            f"{r.gelem_per_s:.2f}", f"{r.gb_per_s:.1f}", f"{100 * r.roofline_fraction:.0f}%",
+            f"{100 * r.spread:.0f}%", f"{r.gelem_per_s:.2f}", f"{r.gb_per_s:.1f}",
+            f"{100 * r.roofline_fraction:.0f}%",
+            format_time(r.plain_s) if r.plain_s is not None else "-",
+            f"{r.plain_ratio:.2f}" if r.plain_ratio is not None else "-",
             f"{r.speedup_numpy:.1f}x",
             f"{r.speedup_torch:.1f}x" if r.speedup_torch is not None else "-",
-            r.torch_path or "-", f"{r.max_rel_deviation:.1e}",
+            r.torch_path or "-", f"{r.max_rel_deviation:.1e}", r.doubts or "-",
         ))
-    return align(rows)
+    return align(rows) + with_legend(r.doubts for r in results)
+
+
+def with_legend(codes: Iterable[str]) -> str:
+    """What the doubt codes used in a table mean, as lines to put under it; '' if none."""
+    notes = legend(codes)
+    if not notes:
+        return ""
+    return f"\ndoubt (measured up to {MEASURE_TRIES} times, the least doubtful kept):\n{notes}"
 
 
 def format_model_table(results: list[ModelResult]) -> str:
     """The model-shaped step's table: a row per optimizer."""
     lines = [f"model-shaped step: {results[0].tensors} float32 tensors, "
              f"{results[0].elements:,} elements" if results else "",
-             "optimizer   200 tensors  one segment  ratio  +clipping   torch fused  vs torch"]
+             "optimizer   200 tensors  one segment  ratio  +clipping   torch fused  vs torch  doubt"]
     for r in results:
         torch_cells = (f"{format_time(r.torch_s):>11}  {r.speedup_torch:7.1f}x" if r.torch_s
                        else f"{'-':>11}  {'-':>8}")
         lines.append(f"{r.optimizer:9s}  {format_time(r.fastopt_s):>11}  "
                      f"{format_time(r.flat_s):>11}  {r.flat_ratio:5.2f}  "
-                     f"{format_time(r.clipped_s):>9}  {torch_cells}")
-    return "\n".join(lines)
+                     f"{format_time(r.clipped_s):>9}  {torch_cells}  {r.doubts or '-':>5}")
+    return "\n".join(lines) + with_legend(r.doubts for r in results)
 
 
 def format_torch_table(results: list[TorchResult]) -> str:
@@ -73,14 +88,16 @@ def format_torch_table(results: list[TorchResult]) -> str:
              f"{r.parameters:,} parameters, batch {r.batch}; torch {r.torch_version}, "
              f"{r.torch_threads} threads, fastopt {fastopt.get_num_threads()}; "
              "ratios: torch / fastopt")
-    rows = [("optimizer", "case", "fastopt", *paths, *(f"vs {p}" for p in paths))]
+    rows = [("optimizer", "case", "fastopt", "spread", *paths, *(f"vs {p}" for p in paths),
+             "doubt")]
     for r in results:
         rows.append((
-            r.optimizer, r.case, format_time(r.fastopt_s),
+            r.optimizer, r.case, format_time(r.fastopt_s), f"{100 * r.spread:.0f}%",
             *(format_time(t) if t is not None else "-" for t in r.torch_s.values()),
             *(f"{s:.2f}x" if s is not None else "-" for s in r.speedup.values()),
+            r.doubts or "-",
         ))
-    return title + "\n" + align(rows)
+    return title + "\n" + align(rows) + with_legend(r.doubts for r in results)
 
 
 def plot(results: list[Result], path: str) -> None:

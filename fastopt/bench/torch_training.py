@@ -30,7 +30,8 @@ from torch import nn
 import fastopt.torch
 
 from .optimizers import OPTIONS, torch_class
-from .timing import medians, ratio, run_rounds
+from .timing import measure, medians, ratio
+from .trust import spread
 
 # torch.optim's CPU paths, by the name the tables use.
 TORCH_PATHS: dict[str, dict[str, bool]] = {
@@ -81,6 +82,8 @@ class TorchResult:
     fastopt_s: float
     torch_s: dict[str, float | None]  # per TORCH_PATHS key; None where torch has no such path
     speedup: dict[str, float | None]  # torch time / fastopt time
+    spread: float                     # of fastopt's rounds: (max − min) / median
+    doubts: str                       # trust.CODES of the optimizer's measurement ('': none)
 
 
 def build_model(shape: ModelShape, seed: int = 0) -> nn.Sequential:
@@ -140,7 +143,7 @@ def run_torch_model(name: str, shape: ModelShape, rounds: int, budget: float) ->
     x, y = batch(shape)
     impls = {impl: contender(name, impl, shape, x, y) for impl in ("fastopt", *TORCH_PATHS)}
     fns = {(case, impl): calls[case] for case in CASES for impl, calls in impls.items() if calls}
-    times = run_rounds(fns, rounds, budget)
+    times, _, codes, _ = measure(fns, rounds, budget)
     t = medians(times)
     return [TorchResult(
         optimizer=name, case=case, layers=shape.layers, tensors=shape.tensors,
@@ -149,4 +152,5 @@ def run_torch_model(name: str, shape: ModelShape, rounds: int, budget: float) ->
         torch_s={p: t[case, p] if impls[p] else None for p in TORCH_PATHS},
         speedup={p: ratio(times, (case, p), (case, "fastopt")) if impls[p] else None
                  for p in TORCH_PATHS},
+        spread=spread(times[case, "fastopt"]), doubts=codes,
     ) for case in CASES]
