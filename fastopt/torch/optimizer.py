@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .. import rows
 from ..engine import EMPTY, Engine, Group, Loaded, Run, check_entry
 from ..rules import Rule
 from ..rules.storage import COMPENSATION
@@ -80,11 +81,14 @@ class Optimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group as torch does (its checks and defaults), then the rule's checks and
         the parameters' memory: the group is added, or nothing changes."""
-        super().add_param_group(param_group)
+        given = dict(param_group) if isinstance(param_group, dict) else {}
+        super().add_param_group(param_group)  # which sets the defaults in param_group itself
         try:
             group = self.param_groups[-1]
             for key, value in self._storage.items():
                 group.setdefault(key, value)
+            if self.rule.modes is not None:
+                self.rule.modes.inherit(given, group, self.param_groups[:-1])
             h = self._check_group(len(self.param_groups) - 1, group)
             params = list(dict.fromkeys(group["params"]))  # torch warned about duplicates
             start = sum(len(g) for g in self._params)
@@ -94,7 +98,7 @@ class Optimizer(torch.optim.Optimizer):
         except BaseException:
             self.param_groups.pop()
             raise
-        watched = [tensors.Watched(p) for p in params]
+        watched = [tensors.Watched(p, self.rule.row_major) for p in params]
         self._engine.add_group([w.slot() for w in watched], h,
                                members=[i for i, p in enumerate(params) if p.requires_grad])
         self._params.append(params)
@@ -139,7 +143,10 @@ class Optimizer(torch.optim.Optimizer):
 
         def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
             where = addresses[g]
-            table.bind_grad_addresses([where[s] for s in slots])
+            if self.rule.gradient == "rows":
+                rows.bind(table, [where[s] for s in slots])
+            else:
+                table.bind_grad_addresses([where[s] for s in slots])
 
         staged = [w for watched, marks in zip(self._watched, active)
                   for w, on in zip(watched, marks) if on and w.stepped is not w.param]
@@ -150,26 +157,55 @@ class Optimizer(torch.optim.Optimizer):
         finally:
             for w in staged:  # a step that raised changed nothing: copying back is harmless
                 w.param.copy_(w.stepped)
+        self._engine.advance(self.param_groups, checked)
         self._sync_views()
         return loss
 
-    def _gradients(self) -> tuple[list[list[bool]], list[list[int]], list[torch.Tensor]]:
+    @torch.no_grad()
+    def _switch(self, train: bool) -> None:
+        """Move the parameters into train or eval mode (rules with modes: schedule-free),
+        where their memory is now."""
+        if self._dirty:
+            self._take_state_in()
+        for g, watched in enumerate(self._watched):
+            for s, w in enumerate(watched):
+                if w.param.data_ptr() != w.address:
+                    self._follow(g, s)
+        checked = self._engine.check(self.param_groups)
+        staged = [w for watched in self._watched for w in watched if w.stepped is not w.param]
+        for w in staged:
+            w.stepped.copy_(w.param)
+        try:
+            self._engine.switch(checked, train)
+        finally:
+            for w in staged:
+                w.param.copy_(w.stepped)
+        for group in self.param_groups:
+            group[self.rule.modes.flag] = train
+
+    def _gradients(self) -> tuple[list[list[bool]], list[list[Any]], list[torch.Tensor]]:
         """Per group and parameter: whether it has a gradient, and the address of that
         gradient's elements laid out as the stepped tensor's (copies so laid out, of those
-        that are not, kept alive in the last list). Every gradient is checked here, before
-        anything is stepped; a parameter whose memory was replaced is followed first."""
+        that are not, kept alive in the last list), or for a rule that takes row-sparse
+        gradients, the rows it touches (:class:`fastopt.rows.Rows`). Every gradient is
+        checked here, before anything is stepped; a parameter whose memory was replaced is
+        followed first."""
         active, addresses, scratch = [], [], []
-        index = 0
+        index, sparse = 0, self.rule.gradient == "rows"
         for g, watched in enumerate(self._watched):
             marks, where = [False] * len(watched), [0] * len(watched)
             for s, w in enumerate(watched):
                 p = w.param
                 if p.data_ptr() != w.address:
                     self._follow(g, s)
+                    w = watched[s]
                 grad = p.grad
                 if grad is None:
                     continue
                 marks[s] = True
+                if sparse:  # row-sparse: the rows it touches (and its values, held alive)
+                    where[s] = tensors.sparse_rows(f"params[{index + s}]", grad, w.stepped)
+                    continue
                 # torch keeps a .grad of its parameter's dtype and shape; checked all the same,
                 # since a kernel reads exactly that many bytes.
                 if grad.dtype is not w.dtype or grad.shape != w.shape or (
@@ -191,7 +227,7 @@ class Optimizer(torch.optim.Optimizer):
         group, old = self._engine.groups[g], self._watched[g][s]
         p = old.param
         tensors.check_param(f"params[{s}]", p)
-        new = tensors.Watched(p)
+        new = tensors.Watched(p, self.rule.row_major)
         slot = new.slot()
         if (slot.size, slot.dtype) != (group.slots[s].size, group.slots[s].dtype):
             raise RuntimeError(
@@ -216,6 +252,11 @@ class Optimizer(torch.optim.Optimizer):
         for g, (group, params, views) in enumerate(zip(self._engine.groups, self._params,
                                                        self._views)):
             if group.version == self._versions[g]:
+                if self.rule.int_step:  # a plain int, not a view: copied at every step
+                    for s, p in enumerate(params):
+                        if "step" in views[s]:
+                            views[s]["step"] = int(group.steps[s])
+                            dict.__setitem__(live[p], "step", views[s]["step"])
                 continue
             for s, p in enumerate(params):
                 new = self._views_of(group, s, self._watched[g][s].stepped)
@@ -235,7 +276,8 @@ class Optimizer(torch.optim.Optimizer):
             return {}
         views: dict[str, torch.Tensor] = {}
         if group.counts_steps:
-            views["step"] = tensors.scalar_view(group.steps, s)
+            views["step"] = (int(group.steps[s]) if self.rule.int_step
+                             else tensors.scalar_view(group.steps, s))
         for name, values in group.scalars.items():
             views[name] = tensors.scalar_view(values, s)
         for role in group.roles:

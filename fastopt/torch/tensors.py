@@ -8,12 +8,14 @@ parameter, each over exactly its own bytes (``torch.save`` of one writes that mu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..engine import Slot
+from ..rows import Rows
 
 # torch dtype -> (the dtype the kernels step, elements per element of the parameter)
 STEPPED = {
@@ -36,7 +38,10 @@ def is_dense(t: torch.Tensor) -> bool:
 
 def overlaps_itself(t: torch.Tensor) -> bool:
     """Whether two elements of ``t`` may share memory (an expanded tensor, say): taken as
-    soon as the dimensions, by increasing stride, do not each step past all smaller ones."""
+    soon as the dimensions, by increasing stride, do not each step past all smaller ones. A
+    tensor of no elements has none to share (torch gives some of them stride 0)."""
+    if t.numel() == 0:
+        return False
     extent = 0
     for size, stride in sorted(zip(t.shape, t.stride()), key=lambda d: d[1]):
         if size == 1:
@@ -76,9 +81,12 @@ class Watched:
 
     __slots__ = ("param", "stepped", "address", "dtype", "shape", "strides")
 
-    def __init__(self, p: torch.Tensor) -> None:
+    def __init__(self, p: torch.Tensor, row_major: bool = False) -> None:
+        """``row_major``: the kernel needs the elements in C order (a rule whose ``row_major``
+        is True), so a parameter dense in another order is stepped through a copy too."""
         self.param = p
-        self.stepped = p if is_dense(p) else torch.empty(p.shape, dtype=p.dtype)
+        in_order = p.is_contiguous() if row_major else is_dense(p)
+        self.stepped = p if in_order else torch.empty(p.shape, dtype=p.dtype)
         self.address = p.data_ptr()
         self.dtype, self.shape, self.strides = p.dtype, p.shape, self.stepped.stride()
 
@@ -97,6 +105,27 @@ def same_layout(g: torch.Tensor, p: torch.Tensor) -> bool:
     i of the other)."""
     return g.shape == p.shape and (g.stride() == p.stride() or p.numel() <= 1
                                    or (g.is_contiguous() and p.is_contiguous()))
+
+
+def sparse_rows(name: str, g: torch.Tensor, p: torch.Tensor) -> Rows:
+    """A sparse COO gradient of ``p`` as the rows it touches (:mod:`fastopt.rows`), coalesced
+    as torch.optim.SparseAdam coalesces it: a row is an element of the gradient's sparse
+    dimensions (its first ones), laid out over the dense ones."""
+    if g.layout is not torch.sparse_coo:
+        raise RuntimeError(f"{name}: SparseAdam does not support dense gradients, please "
+                           "consider Adam instead")
+    if g.device.type != "cpu" or g.dtype != p.dtype or g.shape != p.shape:
+        raise RuntimeError(f"{name}: expected a sparse gradient of dtype {p.dtype} and shape "
+                           f"{tuple(p.shape)} on the CPU, got {g.dtype}, {tuple(g.shape)} on "
+                           f"{g.device}")
+    g = g.coalesce()
+    sparse = g.sparse_dim()
+    indices, values = g._indices(), g._values()
+    rows = torch.zeros(indices.shape[1], dtype=torch.int64)
+    for d in range(sparse):  # the row number over the sparse dimensions, in C order
+        rows = rows * p.shape[d] + indices[d]
+    values = values.contiguous().view(-1)
+    return Rows(rows.contiguous().numpy(), values.numpy(), math.prod(p.shape[sparse:]))
 
 
 def refuse_grad(name: str, g: torch.Tensor, p: torch.Tensor) -> None:
