@@ -14,7 +14,15 @@ memory) and its hyper-parameters exactly as the optimizer classes do, then runs 
 kernel. Scalar state (NAdam's ``mu_product``) is a caller-owned 0-d array of the dtype the rule
 keeps it in, updated in place like the arrays. The arrays are float32 or float64: storage in
 other types (bfloat16, float16, 8-bit state, and how they round) belongs to the optimizer
-classes, which keep what it needs (compensation buffers, the rounding stream's step).
+classes, which keep what it needs (compensation buffers, the rounding stream's step). A row-sparse gradient (SparseAdam's) is a pair
+``(indices, values)`` (:mod:`fastopt.rows`). A state array that starts as the parameter
+(schedule-free's ``z``) is the caller's copy of it. A rule that keeps its step count in its
+parameter group (schedule-free: ``k``, ``weight_sum``, ``lr_max``, ``scheduled_lr``) takes
+those entries as keyword arguments and returns them advanced, for the next call::
+
+    entries = {}
+    for grad in grads:
+        entries = sgdschedulefree_(param, grad, z, lr=0.5, **entries)
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from . import validation
+from . import rows, validation
 from ._kernels import kernels
 from .engine import run_rule
 from .flat import first_overlap
@@ -56,13 +64,18 @@ def _step(step: Any) -> int:
 
 
 def _update(rule: Rule, param: np.ndarray, grad: np.ndarray, states: dict[str, Any],
-            scalars: dict[str, np.ndarray], step: int, hypers: dict[str, Any]) -> None:
+            scalars: dict[str, np.ndarray], step: int, hypers: dict[str, Any],
+            progress: dict[str, Any]) -> dict[str, Any] | None:
     validation.array("param", param)
     if param.dtype not in (np.float32, np.float64):
         raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype} (the "
                         "optimizer classes step other storage types)")
-    validation.like("grad", grad, param, "param", writable=False)
-    h = rule.check_group(rule.defaults(**hypers))
+    if rule.gradient == "rows":  # (indices, values): its values are what the kernel reads
+        sparse = rows.check("grad", grad, param)
+        grad = sparse.values
+    else:
+        validation.like("grad", grad, param, "param", writable=False)
+    h = rule.check_group({**rule.defaults(**hypers), **progress})
     used = rule.roles_used(h)
     for role in used:
         if states[role] is None:
@@ -78,32 +91,49 @@ def _update(rule: Rule, param: np.ndarray, grad: np.ndarray, states: dict[str, A
     table = kernels.SegmentTable.of_arrays([param])
     for role in used:
         table.set_state(rule.slot(role), [states[role].ctypes.data])
-    table.bind_grads((grad,), 0, kernels.MemoryGuard([param, *(states[role] for role in used)]))
-    fresh = frozenset(rule.role_names) if step == 1 else frozenset()
+    if rule.gradient == "rows":
+        rows.bind(table, [sparse])
+    else:
+        table.bind_grads((grad,), 0, kernels.MemoryGuard([param, *(states[role] for role in used)]))
+    # A rule without a step count (RMSprop, schedule-free) has no first step to tell: the
+    # caller's arrays are its state from the start.
+    fresh = frozenset(rule.role_names) if rule.uses_step and step == 1 else frozenset()
     advanced = run_rule(rule, kernels.KERNELS.index(rule.kernel), table, h, step, values, fresh,
                         rule.role_mask(used), rule.sign(h))
     for name, value in advanced.items():
         scalars[name][...] = value
+    return None if rule.progress is None else rule.progress(h)
 
 
-def function(rule: Rule) -> Callable[..., None]:
+def _progress_entries(rule: Rule) -> dict[str, Any]:
+    """The group entries a step of ``rule`` advances (schedule-free's ``k``, ...), with their
+    initial values; none for a rule that counts steps per parameter."""
+    if rule.progress is None:
+        return {}
+    defaults = {h.name: h.default for h in rule.hypers}
+    return {name: defaults[name] for name in rule.progress(rule.check_group(defaults))}
+
+
+def function(rule: Rule) -> Callable[..., Any]:
     """The functional form of ``rule`` (see the module docstring)."""
     always = [role.name for role in rule.roles if not role.optional]
     optional = [role.name for role in rule.roles if role.optional]
     if rule.role_names != (*always, *optional):
         raise ValueError(f"{rule.name}: roles that every step uses must come first")
     hypers = [h for h in rule.arguments if not h.initial_only and h.name not in STORAGE]
+    progress = _progress_entries(rule)
     parameters = [_P("param", _P.POSITIONAL_OR_KEYWORD), _P("grad", _P.POSITIONAL_OR_KEYWORD),
                   *(_P(name, _P.POSITIONAL_OR_KEYWORD) for name in always),
                   *(_P(name, _P.POSITIONAL_OR_KEYWORD, default=None) for name in optional),
                   *(_P(s.name, _P.POSITIONAL_OR_KEYWORD) for s in rule.scalars if not optional),
                   *(_P(s.name, _P.KEYWORD_ONLY) for s in rule.scalars if optional),
                   *([_P("step", _P.KEYWORD_ONLY)] if rule.uses_step else []),
-                  *(_P(h.name, _P.KEYWORD_ONLY, default=h.default) for h in hypers)]
+                  *(_P(h.name, _P.KEYWORD_ONLY, default=h.default) for h in hypers),
+                  *(_P(name, _P.KEYWORD_ONLY, default=value) for name, value in progress.items())]
     signature = inspect.Signature(parameters)
     names = {s.name for s in rule.scalars}
 
-    def update(*args: Any, **kwargs: Any) -> None:
+    def update(*args: Any, **kwargs: Any) -> dict[str, Any] | None:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         values = dict(bound.arguments)
@@ -111,17 +141,20 @@ def function(rule: Rule) -> Callable[..., None]:
         step = _step(values.pop("step")) if rule.uses_step else 1
         states = {role: values.pop(role) for role in rule.role_names}
         scalars = {name: values.pop(name) for name in names}
-        _update(rule, param, grad, states, scalars, step, values)
+        entries = {name: values.pop(name) for name in progress}
+        return _update(rule, param, grad, states, scalars, step, values, entries)
 
     name = f"{rule.name.lower()}_"
     update.__name__ = update.__qualname__ = name
     update.__signature__ = signature
     update.__doc__ = (f"One {rule.name} update of ``param`` in place (see :class:`fastopt."
-                      f"{rule.name}`), its state in the arrays given.")
+                      f"{rule.name}`), its state in the arrays given."
+                      + (f" Takes the group entries {', '.join(progress)} and returns them "
+                         "advanced." if progress else ""))
     return update
 
 
-FUNCTIONS: dict[str, Callable[..., None]] = {
+FUNCTIONS: dict[str, Callable[..., Any]] = {
     f"{name.lower()}_": function(rule) for name, rule in RULES.items()}
 globals().update(FUNCTIONS)
 

@@ -40,9 +40,11 @@ class Config:
         return f"{self.name}({self.kwargs})"
 
     def make(self, module, params, **overrides):
+        """The optimizer of ``module`` (fastopt, fastopt.reference, fastopt.torch, ...) ready
+        to train: a rule with train and eval modes (schedule-free) is put in train mode."""
         kwargs = dict(self.kwargs)
         kwargs.update(overrides)
-        return getattr(module, self.name)(params, **kwargs)
+        return training(getattr(module, self.name)(params, **kwargs))
 
 
 def _c(id_, name, **kwargs):
@@ -156,6 +158,14 @@ CONFIGS = [
        eps=1e-6),
     _c("ademamix-all", "AdEMAMix", lr=0.01, alpha=3.0, t_alpha_beta3=50, weight_decay=0.1,
        weight_decouple=True, fixed_decay=True, maximize=True),
+    # Schedule-free (schedulefree's rules): every option at once; the oracle's own tests
+    # (test_oracles_schedule_free.py) take them one by one.
+    _c("adamw-schedule-free", "AdamWScheduleFree", lr=0.01, betas=(0.8, 0.99), eps=1e-6,
+       weight_decay=0.02, warmup_steps=10, r=0.5, weight_lr_power=1.0, maximize=True),
+    _c("sgd-schedule-free", "SGDScheduleFree", lr=0.1, momentum=0.8, weight_decay=0.02,
+       warmup_steps=10, r=0.5, weight_lr_power=1.0, maximize=True),
+    # SparseAdam: row-sparse gradients (conftest.row_sparse); betas, eps, maximize
+    _c("sparse-adam", "SparseAdam", lr=0.01, betas=(0.8, 0.99), eps=1e-6, maximize=True),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
@@ -164,6 +174,16 @@ def rule_of(config: Config):
     from fastopt.rules import RULES
 
     return RULES[config.name]
+
+
+def training(opt):
+    """``opt``, put in train mode if its rule has modes (schedule-free steps only there)."""
+    from fastopt.rules import RULES
+
+    rule = RULES.get(type(opt).__name__)
+    if rule is not None and rule.modes is not None:
+        opt.train()
+    return opt
 
 
 # One representative "everything on" configuration per optimizer class, for tests that need
@@ -177,6 +197,10 @@ PER_CLASS = [
 ]
 PER_CLASS += list({c.name: c for c in CONFIGS if c.name not in {p.name for p in PER_CLASS}}.values())
 PER_CLASS_IDS = [c.id for c in PER_CLASS]
+# Those whose steps take dense gradients (opt.grads, fastopt.flatten of the gradients); a
+# rule that takes row-sparse ones (SparseAdam) has tests of its own for those paths.
+DENSE_PER_CLASS = [c for c in PER_CLASS if rule_of(c).gradient == "dense"]
+DENSE_PER_CLASS_IDS = [c.id for c in DENSE_PER_CLASS]
 
 # The configurations of rules torch.optim has: those the torch comparisons run (a rule torch
 # lacks is compared with the package its rule names, in a test of its own).
@@ -328,6 +352,60 @@ def _noise_pool(n: int, dtype: np.dtype, seed: int) -> np.ndarray:
 _POOL_SLACK = 8191
 
 
+def row_sparse(grads, t: int):
+    """Row-sparse gradients (index, values) made from dense ones, for a rule that takes them
+    (SparseAdam): of each array, the rows (first-axis slices; a 0-d array is one row) whose
+    number r has (r + t) % 3 != 0, in reverse order, and the first of them once more at the
+    end (a duplicate, which the step sums), its values those of the dense gradient."""
+    out = []
+    for g in grads:
+        rows = g.reshape(1, *g.shape) if g.ndim == 0 else g
+        chosen = [r for r in range(len(rows) - 1, -1, -1) if (r + t) % 3]
+        indices = np.array(chosen + chosen[:1], dtype=np.int64)
+        out.append((indices, np.ascontiguousarray(rows[indices].reshape(len(indices),
+                                                                          *g.shape[1:]))))
+    return out
+
+
+def given(name: str, grads, t: int):
+    """``grads`` (dense) as optimizer ``name``'s step takes them: as they are, or row-sparse."""
+    from fastopt.rules import RULES
+
+    return row_sparse(grads, t) if RULES[name].gradient == "rows" else grads
+
+
+def cast_grad(g, dtype):
+    """A gradient (dense, or row-sparse: its values) in ``dtype``."""
+    if isinstance(g, tuple):
+        return g[0], g[1].astype(dtype)
+    return g.astype(dtype)
+
+
+def refuses(config: Config, options) -> bool:
+    """Whether ``config``'s rule refuses these storage options (8-bit state where its kernel
+    cannot keep it: SparseAdam)."""
+    rule = rule_of(config)
+    try:
+        rule.check_group(rule.defaults(**{**config.kwargs, **options}))
+    except ValueError:
+        return True
+    return False
+
+
+def torch_grad(g, shape):
+    """A gradient of fastopt's NumPy API (:func:`given`) as torch's ``.grad`` of a parameter
+    of ``shape``: a dense tensor, or a row-sparse one as a sparse COO tensor (torch's
+    nn.Embedding(sparse=True) makes such, over the first dimension)."""
+    import torch
+
+    if not isinstance(g, tuple):
+        return torch.from_numpy(g.copy())
+    indices, values = g
+    sparse = torch.from_numpy(indices.copy())[None] if shape else torch.zeros(
+        (0, len(indices)), dtype=torch.int64)
+    return torch.sparse_coo_tensor(sparse, torch.from_numpy(values.copy()), shape)
+
+
 class GradStream:
     """Deterministic random gradients: ``stream(t)`` returns fresh arrays for step t.
 
@@ -339,7 +417,10 @@ class GradStream:
     running maximum differs from the second moment and momentum has something to do.
     """
 
-    def __init__(self, shapes, dtype, seed: int = 0):
+    def __init__(self, shapes, dtype, seed: int = 0, name: str | None = None):
+        """``name``: the optimizer the gradients are for, whose step may take them otherwise
+        than dense (:func:`given`)."""
+        self.name = name
         self.shapes = [tuple(s) for s in shapes]
         self.dtype = np.dtype(dtype)
         self.seed = seed
@@ -357,7 +438,7 @@ class GradStream:
             window = pool[offset + start: offset + start + n]
             g = np.multiply(window, self.dtype.type(scale_t * 10.0 ** (i % 3 - 1)))
             grads.append(g.reshape(shape))
-        return grads
+        return grads if self.name is None else given(self.name, grads, t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,13 +447,18 @@ class GradStream:
 
 
 def snapshot(arrays):
-    return [np.array(a, copy=True) for a in arrays]
+    """Copies of ``arrays`` (and of the pairs of arrays of row-sparse gradients)."""
+    return [tuple(snapshot(a)) if isinstance(a, tuple) else np.array(a, copy=True)
+            for a in arrays]
 
 
 def assert_arrays_equal(actual, desired, what=""):
     """Bitwise equality (NaNs at the same places count as equal), same dtype and shape."""
     assert len(actual) == len(desired), what
     for i, (a, d) in enumerate(zip(actual, desired)):
+        if isinstance(d, tuple):  # a row-sparse gradient: indices and values
+            assert_arrays_equal(list(a), list(d), f"{what}[{i}]")
+            continue
         a, d = np.asarray(a), np.asarray(d)
         assert a.dtype == d.dtype, f"{what}[{i}]: dtype {a.dtype} != {d.dtype}"
         assert a.shape == d.shape, f"{what}[{i}]: shape {a.shape} != {d.shape}"

@@ -25,6 +25,8 @@ from conftest import (
     CONFIG_BY_ID,
     CONFIG_IDS,
     CONFIGS,
+    DENSE_PER_CLASS,
+    DENSE_PER_CLASS_IDS,
     LAYOUT_IDS,
     MULTI_SHAPES,
     PER_CLASS,
@@ -86,7 +88,7 @@ def run_pair(config, model, steps, *, on_step=None):
     arg_r, params_r = model.fresh()
     opt = config.make(fastopt, arg_f)
     ref = config.make(reference, arg_r)
-    stream = GradStream(model.shapes, model.dtype)
+    stream = GradStream(model.shapes, model.dtype, name=config.name)
     for t in range(1, steps + 1):
         if on_step is not None:
             on_step(t, opt, ref)
@@ -104,7 +106,7 @@ def test_matches_reference(config, layout, dtype):
     arg_r, params_r = model.fresh()
     opt = config.make(fastopt, arg_f)
     ref = config.make(reference, arg_r)
-    stream = GradStream(model.shapes, dtype)
+    stream = GradStream(model.shapes, dtype, name=config.name)
 
     # The parameters are the user's arrays, updated in place.
     opt_params = [p for g in opt.param_groups for p in g["params"]]
@@ -138,7 +140,7 @@ def test_matches_reference(config, layout, dtype):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+@pytest.mark.parametrize("config", DENSE_PER_CLASS, ids=DENSE_PER_CLASS_IDS)
 def test_step_without_argument_uses_opt_grads(config, dtype):
     model = make_model("multi", dtype)
     arg_a, params_a = model.fresh()
@@ -271,7 +273,7 @@ def test_flatten_layout(dtype_):
 PER_TENSOR_NORMS = {name for name, rule in RULES.items() if rule.per_tensor_norms}
 
 
-@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+@pytest.mark.parametrize("config", DENSE_PER_CLASS, ids=DENSE_PER_CLASS_IDS)
 def test_flatten_one_segment_equals_multi_tensor(config, dtype):
     model = make_model("multi", dtype)
     _, multi = model.fresh()
@@ -326,8 +328,8 @@ def test_add_param_group_matches_reference(config, dtype):
     opt = config.make(fastopt, [g0_f])
     ref = config.make(reference, [g0_r])
     # Reference hyper-parameters of the new group: given ones + the optimizer's defaults.
-    stream0 = GradStream(model.shapes[: len(g0_f["params"])], dtype, seed=1)
-    stream = GradStream(model.shapes, dtype, seed=2)
+    stream0 = GradStream(model.shapes[: len(g0_f["params"])], dtype, seed=1, name=config.name)
+    stream = GradStream(model.shapes, dtype, seed=2, name=config.name)
     for t in range(1, 11):
         grads = stream0(t)
         opt.step(grads)

@@ -10,6 +10,8 @@ keys, "step" counts); and that NaN/inf gradients propagate into the parameters w
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,8 @@ from conftest import (  # noqa: E402
     GradStream,
     Model,
     assert_close,
+    given,
+    torch_grad,
 )
 
 STEPS = 120
@@ -58,7 +62,8 @@ RTOL_TORCH = {np.float32: 1e-5, np.float64: 2e-13}
 
 def torch_config(config, torch_params):
     cls = getattr(torch.optim, config.name)
-    return cls(torch_params, foreach=False, **config.kwargs)
+    single = {"foreach": False} if "foreach" in inspect.signature(cls).parameters else {}
+    return cls(torch_params, **single, **config.kwargs)
 
 
 def torch_state(topt, n_params):
@@ -85,9 +90,9 @@ def run_both(config, model, steps, grads_fn=None):
     torch_params = [p for g in topt.param_groups for p in g["params"]]
     stream = grads_fn or GradStream(model.shapes, model.dtype)
     for t in range(1, steps + 1):
-        grads = stream(t)
+        grads = given(config.name, stream(t), t)
         for p, g in zip(torch_params, grads):
-            p.grad = torch.from_numpy(g.copy())
+            p.grad = torch_grad(g, p.shape)
         topt.step()
         opt.step(grads)
     return opt, topt, params_f, params_t

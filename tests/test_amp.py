@@ -24,7 +24,7 @@ import pytest
 
 import fastopt
 
-from conftest import PER_CLASS, PER_CLASS_IDS, GradStream, make_params
+from conftest import DENSE_PER_CLASS, DENSE_PER_CLASS_IDS, GradStream, make_params
 
 SHAPES = [(), (3,), (1023,), (7, 13), (300, 1001)]
 
@@ -40,7 +40,7 @@ def _times(grads, scale):
     return [np.array(g * scale, dtype=g.dtype) for g in grads]
 
 
-@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+@pytest.mark.parametrize("config", DENSE_PER_CLASS, ids=DENSE_PER_CLASS_IDS)
 def test_numpy_grad_scale_unscales_and_skips_non_finite_steps(config):
     scaled_params = make_params(SHAPES, np.float32)
     plain_params = make_params(SHAPES, np.float32)

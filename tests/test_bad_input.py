@@ -228,7 +228,7 @@ class Pair:
     def __init__(self, config, groups=1, dtype=np.float64):
         self.config = config
         self.dtype = dtype
-        self.stream = GradStream(STEP_SHAPES, dtype, seed=5)
+        self.stream = GradStream(STEP_SHAPES, dtype, seed=5, name=config.name)
         self.params = [np.linspace(-1, 1, max(math.prod(s), 1)).astype(dtype)[: math.prod(s)]
                        .reshape(s).copy() for s in STEP_SHAPES]
         self.twin_params = snapshot(self.params)
@@ -305,11 +305,45 @@ STEP_CASES = [
 ]
 
 
+def _rows(i, fn):
+    """Gradient i (row-sparse: indices, values) replaced by ``fn(pair, indices, values)``."""
+    return _replace(i, lambda pair, g: fn(pair, *g))
+
+
+# Row-sparse gradients (SparseAdam's, conftest.row_sparse): STEP_SHAPES[1] is (2, 3).
+ROW_CASES = [
+    ("too-few-grads", lambda pair: _grads(pair)[:-1], ValueError, r"grads"),
+    ("dense-grad", _replace(1, lambda p, g: np.ones((2, 3))), TypeError,
+     r"grads\[1\].*row-sparse.*Adam"),
+    ("grad-one-array", _rows(1, lambda p, i, v: (i,)), TypeError, r"grads\[1\]"),
+    ("indices-float", _rows(1, lambda p, i, v: (i.astype(np.float64), v)), TypeError,
+     r"grads\[1\]\[0\]"),
+    ("indices-2d", _rows(1, lambda p, i, v: (i[None], v)), TypeError, r"grads\[1\]\[0\]"),
+    ("index-past-the-rows", _rows(1, lambda p, i, v: (np.full_like(i, 2), v)), ValueError,
+     r"grads\[1\]\[0\].*\[0, 2\)"),
+    ("index-negative", _rows(1, lambda p, i, v: (np.full_like(i, -1), v)), ValueError,
+     r"grads\[1\]\[0\]"),
+    ("values-wrong-shape", _rows(1, lambda p, i, v: (i, np.ones((len(i), 2)))), ValueError,
+     r"grads\[1\]\[1\].*shape"),
+    ("values-missing-a-row", _rows(1, lambda p, i, v: (i, v[1:].copy())), ValueError,
+     r"grads\[1\]\[1\].*shape"),
+    ("values-wrong-dtype", _rows(1, lambda p, i, v: (i, v.astype(np.float32))), TypeError,
+     r"grads\[1\]\[1\].*dtype"),
+    ("values-non-contiguous", _rows(1, lambda p, i, v: (i, np.ones((len(i), 6))[:, ::2])),
+     ValueError, r"grads\[1\]\[1\]"),
+    ("values-view-of-a-param", _rows(1, lambda p, i, v: (i[:1], p.params[1][:1])), ValueError,
+     r"grads\[1\]\[1\].*memory"),
+]
+
+
 def _bad_step_cases():
     for config in (CONFIG_BY_ID[i] for i in ("sgd-momentum", "adagrad-all", "rmsprop-all",
-                                             "adam-all", "adamw", "nadam-all")):
+                                             "adam-all", "adamw", "nadam-all",
+                                             "adamw-schedule-free", "sgd-schedule-free")):
         for case in STEP_CASES:
             yield pytest.param(config, *case, id=f"{config.id}-{case[0]}")
+    for case in ROW_CASES:
+        yield pytest.param(CONFIG_BY_ID["sparse-adam"], *case, id=f"sparse-adam-{case[0]}")
 
 
 @pytest.mark.parametrize("groups", [1, 2], ids=["one-group", "two-groups"])
@@ -329,9 +363,10 @@ def test_read_only_gradients_are_accepted(config):
     result as writable copies."""
     pair = Pair(config)
     grads = _grads(pair)
-    twin_grads = [g.copy() for g in grads]
+    twin_grads = snapshot(grads)
     for g in grads:
-        g.flags.writeable = False
+        for a in g if isinstance(g, tuple) else (g,):  # a row-sparse one: indices and values
+            a.flags.writeable = False
     pair.opt.step(grads)
     pair.twin.step(twin_grads)
     assert_arrays_equal(pair.params, pair.twin_params, "params")

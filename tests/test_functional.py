@@ -25,26 +25,32 @@ STEPS = 50
 
 def run_functional(config, param, grads_at):
     """Apply the functional rule of `config` for STEPS steps with caller-owned state made as
-    the rule documents it (its roles in use, from their initial values; its scalar state as
-    0-d arrays); return that state."""
+    the rule documents it (its roles in use, from their initial values or as copies of the
+    parameter; its scalar state as 0-d arrays; the group entries it returns, passed back);
+    return that state."""
     rule = rule_of(config)
     h = rule.check_group(rule.defaults(**config.kwargs))
     kw = {k: v for k, v in config.kwargs.items()
           if not next(x for x in rule.hypers if x.name == k).initial_only}
     roles = rule.roles_used(h)
-    state = {role: np.full_like(param, rule.role(role).start(h)) for role in roles}
+    starts = {role: rule.role(role).start(h) for role in roles}
+    state = {role: param.copy() if start is None else np.full_like(param, start)
+             for role, start in starts.items()}
     scalars = {s.name: np.array(s.initial, s.dtype) for s in rule.scalars}
     update = getattr(F, f"{config.name.lower()}_")
+    entries = {}
     for t in range(1, STEPS + 1):
         arrays = [state.get(role.name) for role in rule.roles]
         step = {"step": t} if rule.uses_step else {}
-        update(param, grads_at(t), *arrays, *scalars.values(), **step, **kw)
+        entries = update(param, grads_at(t), *arrays, *scalars.values(), **step, **kw,
+                         **entries) or {}
+    assert bool(entries) == (rule.progress is not None)
     return {**state, **scalars}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
 def test_functional_equals_class(config, dtype):
-    stream = GradStream([SHAPE], dtype, seed=4)
+    stream = GradStream([SHAPE], dtype, seed=4, name=config.name)
     p0 = np.random.default_rng(8).standard_normal(SHAPE).astype(dtype)
     p_class, p_func = p0.copy(), p0.copy()
     opt = config.make(fastopt, [p_class])

@@ -13,7 +13,9 @@ import fastopt
 from fastopt import reference
 from fastopt.rules import RULES
 from fastopt.rules.storage import hypers as storage_hypers
-from fastopt.validation import Flag, Pair
+from fastopt.validation import Flag, Integer, Pair
+
+from conftest import training
 
 unit = st.floats(0.0, 0.999)
 small = st.floats(0.0, 0.5)
@@ -49,6 +51,8 @@ def _values(check):
         return flag
     if isinstance(check, Pair):
         return st.tuples(_values(check.item), _values(check.item))
+    if isinstance(check, Integer):
+        return st.integers(check.minimum, check.minimum + 20)
     high = min(check.high, 0.5) - (1e-3 if check.high_open and check.high <= 0.5 else 0.0)
     return st.floats(max(check.low, 1e-4 if check.low_open else 0.0), high)
 
@@ -89,8 +93,8 @@ def test_kernels_equal_reference_bitwise(config, shapes, dtype, split, threads, 
             return arrays
         return [{"params": arrays[:split]}, {"params": arrays[split:], "lr": kwargs["lr"] / 2}]
 
-    opt = getattr(fastopt, name)(groups(params), **kwargs)
-    ref = getattr(reference, name)(groups(copies), **kwargs)
+    opt = training(getattr(fastopt, name)(groups(params), **kwargs))
+    ref = training(getattr(reference, name)(groups(copies), **kwargs))
     saved = fastopt.get_num_threads()
     fastopt.set_num_threads(threads)
     try:

@@ -9,6 +9,8 @@ plausible mistakes in a rule fail the same comparison.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 from fastopt import reference  # noqa: E402
 
-from conftest import CONFIGS, SCALAR_STATE_KEYS  # noqa: E402
+from conftest import CONFIGS, SCALAR_STATE_KEYS, given, torch_grad  # noqa: E402
 
 STEPS = 150
 
@@ -146,8 +148,10 @@ def _make_params(rng, dtype, shapes=SHAPES):
 
 def _torch_optimizer(name, params, options):
     # foreach=False pins torch's per-tensor loop, the path that matches SEMANTICS.md's
-    # formulas most literally (it is also torch's CPU default).
-    return getattr(torch.optim, name)(params, **options, foreach=False)
+    # formulas most literally (it is also torch's CPU default); SparseAdam has no other.
+    cls = getattr(torch.optim, name)
+    single = {"foreach": False} if "foreach" in inspect.signature(cls).parameters else {}
+    return cls(params, **options, **single)
 
 
 def run_both(name, options, dtype, *, steps=STEPS, seed=0, groups=None,
@@ -178,9 +182,10 @@ def run_both(name, options, dtype, *, steps=STEPS, seed=0, groups=None,
         if changes and step in changes:
             changes[step](ref_opt.param_groups)
             changes[step](torch_opt.param_groups)
-        grads = [np.array(rng.standard_normal(p.shape), dtype=dtype) for p in ref_params]
+        grads = given(name, [np.array(rng.standard_normal(p.shape), dtype=dtype)
+                             for p in ref_params], step)
         for torch_param, grad in zip(torch_params, grads):
-            torch_param.grad = torch.from_numpy(grad.copy())
+            torch_param.grad = torch_grad(grad, torch_param.shape)
         ref_opt.step(grads)
         torch_opt.step()
     return ref_opt, torch_opt

@@ -47,7 +47,7 @@ def trained(config, dtype, steps=N_STEPS, layout="two_groups"):
     model = make_model(layout, dtype)
     arg, params = model.fresh()
     opt = config.make(fastopt, arg)
-    stream = GradStream(model.shapes, dtype)
+    stream = GradStream(model.shapes, dtype, name=config.name)
     for t in range(1, steps + 1):
         opt.step(stream(t))
     return opt, params, model, stream
@@ -84,7 +84,7 @@ def test_state_dict_layout(config):
     else:
         assert sd0["state"] == {}
 
-    stream = GradStream(model.shapes, np.float64)
+    stream = GradStream(model.shapes, np.float64, name=config.name)
     for t in range(1, 4):
         opt.step(stream(t))
     sd = opt.state_dict()
@@ -157,7 +157,7 @@ def test_round_trip_before_first_step(config, dtype):
     b = config.make(fastopt, arg_b, lr=0.5)
     b.load_state_dict(a.state_dict())
     assert_state_dicts_equal(a.state_dict(), b.state_dict())
-    continue_both(a, b, params_a, params_b, GradStream(model.shapes, dtype), 1)
+    continue_both(a, b, params_a, params_b, GradStream(model.shapes, dtype, name=config.name), 1)
 
 
 @pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)

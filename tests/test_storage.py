@@ -31,8 +31,11 @@ from conftest import (
     STORAGE_MODE_IDS,
     STORAGE_MODES,
     GradStream,
+    assert_arrays_equal,
     assert_state_dicts_equal,
+    cast_grad,
     make_model,
+    refuses,
     rule_of,
     snapshot,
 )
@@ -113,15 +116,14 @@ def _run_both(config, mode, layout="multi", steps=STEPS):
     arg_r, _ = model.fresh(convert)
     opt = config.make(fastopt, arg_f, **mode.options)
     ref = config.make(reference, arg_r, **mode.options)
-    stream = GradStream(model.shapes, np.float32)
+    stream = GradStream(model.shapes, np.float32, name=config.name)
     for t in range(1, steps + 1):
-        grads = [g.astype(grad_dtype) for g in stream(t)]
+        grads = [cast_grad(g, grad_dtype) for g in stream(t)]
         before = snapshot(grads)
         opt.step(grads)
         ref.step(grads)
         if t == 1:
-            for g, b in zip(grads, before):
-                np.testing.assert_array_equal(g, b)  # gradients are read, never written
+            assert_arrays_equal(grads, before)  # gradients are read, never written
     return opt, ref
 
 
@@ -162,9 +164,35 @@ def _moved(ref, model_layout="multi"):
 @pytest.mark.parametrize("mode", STORAGE_MODES, ids=STORAGE_MODE_IDS)
 @pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
 def test_every_rule_in_every_mode_matches_reference(config, mode):
+    if refuses(config, mode.options):  # SparseAdam in 8 bits: refused, with a reason
+        params = make_model("multi", np.float32).fresh(lambda a: a.astype(mode.dtypes()[0]))[0]
+        with pytest.raises(ValueError, match="cannot keep 8-bit state"):
+            config.make(fastopt, params, **mode.options)
+        assert mode.options.get("state_dtype") == "8bit"
+        return
     opt, ref = _run_both(config, mode)
     _assert_same(opt, ref, f"{config.id} {mode.id}")
     assert _moved(ref)
+
+
+MODES_CONFIGS = [c for c in PER_CLASS if rule_of(c).modes is not None]
+
+
+@pytest.mark.parametrize("mode", STORAGE_MODES, ids=STORAGE_MODE_IDS)
+@pytest.mark.parametrize("config", MODES_CONFIGS, ids=[c.id for c in MODES_CONFIGS])
+def test_eval_and_train_match_reference_in_every_mode(config, mode):
+    """Schedule-free's eval() and train() passes store the parameters (and read the state) as
+    a step does: bit for bit the reference's, and training goes on from there."""
+    opt, ref = _run_both(config, mode, steps=5)
+    for switch in ("eval", "train"):
+        getattr(opt, switch)()
+        getattr(ref, switch)()
+        _assert_same(opt, ref, f"{config.id} {mode.id} after {switch}()")
+    stream = GradStream(make_model("multi", np.float32).shapes, np.float32, seed=3)
+    grads = [cast_grad(g, mode.dtypes()[1]) for g in stream(6)]
+    opt.step(grads)
+    ref.step(grads)
+    _assert_same(opt, ref, f"{config.id} {mode.id} stepped after train()")
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
@@ -203,14 +231,14 @@ def _train(config, mode, threads, steps=6, resume_at=None):
     rng = np.random.default_rng(11)
     params = [rng.standard_normal(s).astype(param_dtype) for s in shapes]
     opt = config.make(fastopt, params, **mode.options)
-    stream = GradStream(shapes, np.float32, seed=4)
+    stream = GradStream(shapes, np.float32, seed=4, name=config.name)
     for t in range(1, steps + 1):
         if t == resume_at:
             saved = opt.state_dict()
             params = [p.copy() for p in params]
             opt = config.make(fastopt, params, **mode.options)
             opt.load_state_dict(saved)
-        opt.step([g.astype(grad_dtype) for g in stream(t)])
+        opt.step([cast_grad(g, grad_dtype) for g in stream(t)])
     return params, opt.state_dict()
 
 

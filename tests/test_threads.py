@@ -25,6 +25,7 @@ from conftest import (
     Model,
     assert_arrays_equal,
     assert_state_dicts_equal,
+    given,
 )
 
 BIG = (1_500_007,)  # well above 10^6, odd: the split between threads is uneven
@@ -121,8 +122,8 @@ def _run(config, shapes, dtype, grads, threads):
     assert fastopt.get_num_threads() == threads
     params = Model([(shapes, {})], dtype, seed=9).fresh()[1]
     opt = config.make(fastopt, params)
-    for g in grads:
-        opt.step(g)
+    for t, g in enumerate(grads, start=1):
+        opt.step(given(config.name, g, t))
     return params, opt.state_dict()
 
 

@@ -23,7 +23,16 @@ torch = pytest.importorskip("torch")
 import fastopt.torch as ft  # noqa: E402
 
 from conftest import (  # noqa: E402
-    TORCH_CONFIG_IDS, TORCH_CONFIGS, TORCH_PER_CLASS, TORCH_PER_CLASS_IDS, assert_close)
+    TORCH_CONFIG_IDS, TORCH_CONFIGS, TORCH_PER_CLASS, TORCH_PER_CLASS_IDS, assert_close, rule_of)
+
+# These train dense models: a rule that takes row-sparse gradients (SparseAdam) is trained on
+# an embedding table in tests/test_oracles_sparse_adam.py.
+_dense = [rule_of(c).gradient == "dense" for c in TORCH_CONFIGS]
+TORCH_CONFIGS = [c for c, d in zip(TORCH_CONFIGS, _dense) if d]
+TORCH_CONFIG_IDS = [i for i, d in zip(TORCH_CONFIG_IDS, _dense) if d]
+_dense = [rule_of(c).gradient == "dense" for c in TORCH_PER_CLASS]
+TORCH_PER_CLASS = [c for c, d in zip(TORCH_PER_CLASS, _dense) if d]
+TORCH_PER_CLASS_IDS = [i for i, d in zip(TORCH_PER_CLASS_IDS, _dense) if d]
 
 STEPS = 200
 DTYPES = [torch.float32, torch.float64]

@@ -133,9 +133,13 @@ def _fastopt_names() -> list[str]:
     names = []
     for name in getattr(fot, "__all__", ()):
         cls = getattr(fot, name, None)
-        # A rule torch lacks (cls.rule.torch_name None) is compared with its own oracle.
+        # A rule torch lacks (cls.rule.torch_name None) is compared with its own oracle; one
+        # that takes sparse gradients only (SparseAdam: torch's database marks it
+        # only_supports_sparse_grads), whose generic tests here train on dense ones, in
+        # test_oracles_sparse_adam.py.
         if (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
-                and cls is not getattr(fot, "Optimizer", None) and cls.rule.torch_name):
+                and cls is not getattr(fot, "Optimizer", None) and cls.rule.torch_name
+                and cls.rule.gradient == "dense"):
             names.append(name)
     return names
 

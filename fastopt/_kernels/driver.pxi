@@ -9,7 +9,7 @@ cdef inline void run_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, chunk_f6
     cdef char* state[MAX_ROLES]
     cdef const double* segment = NULL
     if with_segments:
-        segment = t.segment + t.piece_seg[k] * MAX_REDUCED
+        segment = t.segment + t.pieces.seg[k] * MAX_REDUCED
     if not t.native:
         staged_piece(t, k, f32, args, segment)
         return
@@ -26,7 +26,7 @@ cdef inline void reduce_piece(Table* t, Py_ssize_t k, reduce_f32 f32, reduce_f64
     cdef char* param
     cdef const char* grad
     cdef char* state[MAX_ROLES]
-    cdef double* acc = t.partial + k * MAX_REDUCED
+    cdef double* acc = t.pieces.partial + k * MAX_REDUCED
     for j in range(MAX_REDUCED):
         acc[j] = 0.0
     if not t.native:
@@ -43,19 +43,19 @@ cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, const void* args,
                 bint with_segments) noexcept nogil:
     """Apply one rule's element-wise pass to every element of the table: one parallel region,
     static schedule, unless the table is small or the machine is contended (threads.pxi)."""
-    cdef Py_ssize_t k
-    cdef bint parallel = use_threads(t.total, &t.policy)
-    cdef double start = omp_get_wtime() if t.total >= serial_threshold else 0.0
+    cdef Py_ssize_t k, total = t.pieces.total
+    cdef bint parallel = use_threads(total, &t.policy)
+    cdef double start = omp_get_wtime() if total >= serial_threshold else 0.0
     if parallel:
-        for k in prange(t.npieces, schedule="static", num_threads=team_size()):
+        for k in prange(t.pieces.count, schedule="static", num_threads=team_size()):
             if k == 0:
                 fastopt_note_team_size()
             run_piece(t, k, f32, f64, args, with_segments)
     else:  # no OpenMP region at all: entering even a one-thread one costs a microsecond
         fastopt_note_team_size()
-        for k in range(t.npieces):
+        for k in range(t.pieces.count):
             run_piece(t, k, f32, f64, args, with_segments)
-    account(t.total, &t.policy, parallel, start)
+    account(total, &t.policy, parallel, start)
 
 
 cdef inline double combine(double acc, double x, bint maximum) noexcept nogil:
@@ -70,22 +70,27 @@ cdef void reduce_pass(Table* t, reduce_f32 f32, reduce_f64 f64, const void* args
     """A rule's first pass: each piece reduced into its own partial results (the same split
     whatever the thread count), then the pieces of each segment combined in order (added, or
     their maximum taken), so the result is bitwise the same for any number of threads."""
-    cdef Py_ssize_t k, s, j
-    cdef bint parallel = use_threads(t.total, &t.reduce_policy)
-    cdef double start = omp_get_wtime() if t.total >= serial_threshold else 0.0
+    cdef Py_ssize_t k, total = t.pieces.total
+    cdef bint parallel = use_threads(total, &t.reduce_policy)
+    cdef double start = omp_get_wtime() if total >= serial_threshold else 0.0
     if parallel:
-        for k in prange(t.npieces, schedule="static", num_threads=team_size()):
+        for k in prange(t.pieces.count, schedule="static", num_threads=team_size()):
             reduce_piece(t, k, f32, f64, args)
     else:
-        for k in range(t.npieces):
+        for k in range(t.pieces.count):
             reduce_piece(t, k, f32, f64, args)
-    account(t.total, &t.reduce_policy, parallel, start)
+    account(total, &t.reduce_policy, parallel, start)
+    combine_pieces(t, reduced, maximum)
+
+
+cdef void combine_pieces(Table* t, int reduced, bint maximum) noexcept nogil:
+    """Each segment's values: its pieces' partial results combined in piece order."""
+    cdef Py_ssize_t k, s, j
+    cdef const Pieces* pieces = t.pieces
     for s in range(t.nseg * MAX_REDUCED):
         t.segment[s] = 0.0
-    for k in range(t.npieces):
-        s = t.piece_seg[k]
+    for k in range(pieces.count):
+        s = pieces.seg[k]
         for j in range(reduced):
             t.segment[s * MAX_REDUCED + j] = combine(t.segment[s * MAX_REDUCED + j],
-                                                     t.partial[k * MAX_REDUCED + j], maximum)
-
-
+                                                     pieces.partial[k * MAX_REDUCED + j], maximum)

@@ -46,3 +46,12 @@ cdef inline floating running_avg_sq(floating* avg, Py_ssize_t i, floating x, flo
     cdef floating a = decay * avg[i] + one_minus_decay * x * x
     avg[i] = a
     return a
+
+
+cdef inline floating lerp(floating a, floating b, floating w) noexcept nogil:
+    """a + w (b − a) for |w| < 0.5, else b − (b − a)(1 − w): torch.lerp's formula, exact at
+    both ends (w loop-invariant in every caller, so the branch is hoisted)."""
+    cdef floating one = 1  # Cython writes a literal 1 here as 1.0: the product in double
+    if magnitude(w) < 0.5:
+        return a + w * (b - a)
+    return b - (b - a) * (one - w)

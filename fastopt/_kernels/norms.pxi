@@ -62,6 +62,7 @@ def accumulate_norm(SegmentTable table, int kind, bint of_grads, double total):
         for s in range(table.t.nseg):
             table.t.grad[s] = table.t.param[s]
         table.t.grad_type = table.t.param_type
+        table.t.pieces = &table.t.dense
     table.find_native()
     with nogil:
         reduce_pass(&table.t, norm_reduce[float], norm_reduce[double], &a, 1, maximum)

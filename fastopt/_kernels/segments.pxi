@@ -1,8 +1,8 @@
 # Tables and the driver's types: the segment table a kernel call runs over.
 
 from cython.parallel cimport prange
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
-from libc.stdlib cimport free, malloc
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 ctypedef fused floating:
@@ -50,10 +50,26 @@ ctypedef void (*reduce_f32)(const float* p, const float* g, float** state, Py_ss
 ctypedef void (*reduce_f64)(const double* p, const double* g, double** state, Py_ssize_t n,
                             const void* args, double* acc) noexcept nogil
 
+# The pieces a kernel call runs over: piece k is length[k] elements of segment seg[k], from
+# element start[k] of its parameter (and of its state) and element grad[k] of its gradient.
+# A table's own pieces split each segment into runs of PIECE elements, the gradient laid out
+# as its parameter (grad == start); pieces of a row-sparse gradient (bind_row_addresses) are
+# the rows it touches, which sit one after another in its block of values. Either way the
+# pieces, and the order their results are combined in, depend on the data alone: never on
+# the thread count.
+ctypedef struct Pieces:
+    Py_ssize_t count
+    Py_ssize_t total          # elements, over all pieces
+    Py_ssize_t capacity       # pieces the arrays below have room for
+    Py_ssize_t* seg
+    Py_ssize_t* start
+    Py_ssize_t* grad
+    Py_ssize_t* length
+    double* partial           # MAX_REDUCED values per piece: the reduction pass's partial sums
+
 ctypedef struct Table:
     Py_ssize_t nseg
-    Py_ssize_t total
-    Py_ssize_t npieces
+    Py_ssize_t total          # elements of the segments
     Py_ssize_t itemsize       # of the compute type
     int dtype                 # the compute type, FLOAT32 or FLOAT64
     int param_type            # storage types: of the parameters,
@@ -69,9 +85,9 @@ ctypedef struct Table:
     const char** grad
     char** state              # MAX_ROLES rows of nseg pointers; NULL where a role is unused
     Py_ssize_t* length
-    Py_ssize_t* piece_seg
-    Py_ssize_t* piece_start
-    double* partial           # MAX_REDUCED values per piece: the reduction pass's partial sums
+    Pieces dense              # the table's own pieces
+    Pieces sparse             # the pieces of the row-sparse gradients bound last
+    Pieces* pieces            # those the next kernel call runs over: one of the two
     double* segment           # MAX_REDUCED values per segment, combined in order
     Policy policy             # serial or parallel for updates, learnt per table (threads.pxi)
     Policy reduce_policy      # the same for reductions, a lighter pass
@@ -79,16 +95,15 @@ ctypedef struct Table:
 
 cdef inline void piece_pointers(const Table* t, Py_ssize_t k, char** param, const char** grad,
                                 char** state, Py_ssize_t* n) noexcept nogil:
-    """Where piece ``k`` starts in every buffer, and its length."""
-    cdef Py_ssize_t s = t.piece_seg[k]
-    cdef Py_ssize_t start = t.piece_start[k]
-    cdef Py_ssize_t offset = start * t.itemsize
+    """Where piece ``k`` of the table's current pieces starts in every buffer, and its
+    length."""
+    cdef const Pieces* pieces = t.pieces
+    cdef Py_ssize_t s = pieces.seg[k]
+    cdef Py_ssize_t offset = pieces.start[k] * t.itemsize
     cdef int r
-    n[0] = t.length[s] - start
-    if n[0] > PIECE:
-        n[0] = PIECE
+    n[0] = pieces.length[k]
     param[0] = t.param[s] + offset
-    grad[0] = t.grad[s] + offset if t.grad[s] != NULL else NULL
+    grad[0] = t.grad[s] + pieces.grad[k] * t.itemsize if t.grad[s] != NULL else NULL
     for r in range(MAX_ROLES):
         state[r] = t.state[r * t.nseg + s]
         if state[r] != NULL:

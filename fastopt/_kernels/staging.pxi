@@ -93,12 +93,11 @@ cdef void staged_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, const void* 
     cdef float* g
     cdef float* state[MAX_ROLES]
     cdef char* where
-    cdef Py_ssize_t s = t.piece_seg[k], start = t.piece_start[k], n, off, m, e
+    cdef Py_ssize_t s = t.pieces.seg[k], start = t.pieces.start[k], n = t.pieces.length[k]
+    cdef Py_ssize_t grad = t.pieces.grad[k] - start  # the gradient's offset from the parameter's
+    cdef Py_ssize_t off, m, e
     cdef int r
     cdef uint32_t key = 0
-    n = t.length[s] - start
-    if n > PIECE:
-        n = PIECE
     if t.rounding == STOCHASTIC:
         key = fastopt_stream_key(t.seed, t.step, t.parameter[s])
     off = 0
@@ -110,7 +109,7 @@ cdef void staged_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, const void* 
         p = load(t.param_type, where, p_block, m)
         if t.rounding == KAHAN:
             memcpy(old, p, m * sizeof(float))
-        g = load(t.grad_type, t.grad[s] + e * STORAGE_SIZE[t.grad_type], g_block, m)
+        g = load(t.grad_type, t.grad[s] + (grad + e) * STORAGE_SIZE[t.grad_type], g_block, m)
         for r in range(MAX_ROLES):
             state[r] = NULL
             if t.state[r * t.nseg + s] != NULL:
@@ -139,18 +138,17 @@ cdef void staged_reduce_piece(const Table* t, Py_ssize_t k, reduce_f32 f32, cons
     cdef float* state[MAX_ROLES]
     cdef const float* p
     cdef const float* g
-    cdef Py_ssize_t s = t.piece_seg[k], start = t.piece_start[k], n, off, m, e
+    cdef Py_ssize_t s = t.pieces.seg[k], start = t.pieces.start[k], n = t.pieces.length[k]
+    cdef Py_ssize_t grad = t.pieces.grad[k] - start
+    cdef Py_ssize_t off, m, e
     cdef int r
-    n = t.length[s] - start
-    if n > PIECE:
-        n = PIECE
     off = 0
     while off < n:
         m = n - off if n - off < STAGE else STAGE
         e = start + off
         off += m
         p = load(t.param_type, t.param[s] + e * STORAGE_SIZE[t.param_type], p_block, m)
-        g = load(t.grad_type, t.grad[s] + e * STORAGE_SIZE[t.grad_type], g_block, m)
+        g = load(t.grad_type, t.grad[s] + (grad + e) * STORAGE_SIZE[t.grad_type], g_block, m)
         for r in range(MAX_ROLES):
             state[r] = NULL
             if t.state[r * t.nseg + s] != NULL:

@@ -35,6 +35,11 @@ cdef class MemoryGuard:
         free(self.start)
         free(self.end)
 
+    def shares_memory(self, cnp.ndarray a):
+        """Whether array ``a``'s memory overlaps any of the ranges."""
+        cdef uintptr_t lo = <uintptr_t>cnp.PyArray_DATA(a)
+        return self.overlaps(lo, lo + <uintptr_t>a.nbytes)
+
     cdef bint overlaps(self, uintptr_t lo, uintptr_t hi) noexcept nogil:
         # Ranges are disjoint and sorted, so their ends are sorted too: find the first range
         # ending after lo; [lo, hi) overlaps it iff it starts before hi.
@@ -78,6 +83,44 @@ cdef int check_storage(int storage, bint state=False) except -1:
     if not FLOAT32 <= storage <= (Q8_UNSIGNED if state else FLOAT16):
         raise ValueError(f"unknown storage type {storage}")
     return storage
+
+
+cdef int regrow(void** array, size_t nbytes) except -1:
+    cdef void* grown = realloc(array[0], nbytes)
+    if grown == NULL:
+        raise MemoryError()
+    array[0] = grown
+    return 0
+
+
+cdef int reserve(Pieces* pieces, Py_ssize_t count) except -1:
+    """Room for ``count`` pieces (the arrays are kept, and grown when a call needs more)."""
+    cdef Py_ssize_t n = max(count, 1)
+    if n <= pieces.capacity:
+        return 0
+    regrow(<void**>&pieces.seg, n * sizeof(Py_ssize_t))
+    regrow(<void**>&pieces.start, n * sizeof(Py_ssize_t))
+    regrow(<void**>&pieces.grad, n * sizeof(Py_ssize_t))
+    regrow(<void**>&pieces.length, n * sizeof(Py_ssize_t))
+    regrow(<void**>&pieces.partial, n * MAX_REDUCED * sizeof(double))
+    pieces.capacity = n
+    return 0
+
+
+cdef void release(Pieces* pieces) noexcept:
+    free(pieces.seg)
+    free(pieces.start)
+    free(pieces.grad)
+    free(pieces.length)
+    free(pieces.partial)
+
+
+cdef inline void add_piece(Pieces* pieces, Py_ssize_t s, Py_ssize_t start, Py_ssize_t grad,
+                           Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k = pieces.count
+    pieces.seg[k], pieces.start[k], pieces.grad[k], pieces.length[k] = s, start, grad, n
+    pieces.count = k + 1
+    pieces.total += n
 
 
 def set_codes(signed_code, unsigned_code):
@@ -143,7 +186,7 @@ cdef class SegmentTable:
     cdef readonly Py_ssize_t size
 
     def __cinit__(self, addresses, lengths, int dtype, list references=None):
-        cdef Py_ssize_t s, k, start
+        cdef Py_ssize_t s, start, count
         cdef int r
         self.t.nseg = len(addresses)
         if self.t.nseg == 0 or len(lengths) != self.t.nseg:
@@ -173,7 +216,7 @@ cdef class SegmentTable:
         self.t.policy = Policy(0.0, 0, 0, MIN_PENALTY)
         self.t.reduce_policy = Policy(0.0, 0, 0, MIN_PENALTY)
         self.t.total = 0
-        self.t.npieces = 0
+        count = 0
         for s in range(self.t.nseg):
             if lengths[s] < 0:
                 raise ValueError(f"segment {s}: negative length {lengths[s]}")
@@ -182,19 +225,13 @@ cdef class SegmentTable:
             self.t.parameter[s] = s
             self.t.length[s] = lengths[s]
             self.t.total += self.t.length[s]
-            self.t.npieces += (self.t.length[s] + PIECE - 1) // PIECE
+            count += (self.t.length[s] + PIECE - 1) // PIECE
         self.size = self.t.total
-        self.t.piece_seg = <Py_ssize_t*>malloc(max(self.t.npieces, 1) * sizeof(Py_ssize_t))
-        self.t.piece_start = <Py_ssize_t*>malloc(max(self.t.npieces, 1) * sizeof(Py_ssize_t))
-        self.t.partial = <double*>malloc(max(self.t.npieces, 1) * MAX_REDUCED * sizeof(double))
-        if self.t.piece_seg == NULL or self.t.piece_start == NULL or self.t.partial == NULL:
-            raise MemoryError()
-        k = 0
+        reserve(&self.t.dense, count)
         for s in range(self.t.nseg):
             for start in range(0, self.t.length[s], PIECE):
-                self.t.piece_seg[k] = s
-                self.t.piece_start[k] = start
-                k += 1
+                add_piece(&self.t.dense, s, start, start, min(PIECE, self.t.length[s] - start))
+        self.t.pieces = &self.t.dense
 
     @staticmethod
     def of_arrays(list arrays):
@@ -221,9 +258,8 @@ cdef class SegmentTable:
         free(self.t.comp)
         free(self.t.parameter)
         free(self.t.length)
-        free(self.t.piece_seg)
-        free(self.t.piece_start)
-        free(self.t.partial)
+        release(&self.t.dense)
+        release(&self.t.sparse)
         free(self.t.segment)
 
     @property
@@ -331,6 +367,7 @@ cdef class SegmentTable:
         for s in range(self.t.nseg):
             self.t.grad[s] = <const char*>cnp.PyArray_DATA(grads[first + s])
         self.t.grad_type = storage
+        self.t.pieces = &self.t.dense
         self.bound = True
 
     def bind_grad_addresses(self, addresses, int storage=-1):
@@ -342,6 +379,47 @@ cdef class SegmentTable:
         for s in range(self.t.nseg):
             self.t.grad[s] = <const char*><uintptr_t>addresses[s]
         self.t.grad_type = self.t.param_type if storage < 0 else check_storage(storage)
+        self.t.pieces = &self.t.dense
+        self.bound = True
+
+    def bind_row_addresses(self, indices, counts, row_lengths, addresses, int storage=-1):
+        """Point at row-sparse gradients, by address (validated by the caller): for segment
+        s, ``counts[s]`` rows of ``row_lengths[s]`` elements, the int64 row numbers at
+        ``indices[s]`` (distinct, each below the segment's length over its row length) and
+        their values one row after another at ``addresses[s]``, of ``storage`` (by default
+        the parameters'). The next kernel call steps those rows only, each as a piece at its
+        place in the parameter and its state (consecutive rows as one piece, up to PIECE
+        elements)."""
+        cdef Py_ssize_t s, j, count, width, row, sub, last, total = 0
+        cdef const int64_t* index
+        cdef Pieces* pieces = &self.t.sparse
+        if not len(indices) == len(counts) == len(row_lengths) == len(addresses) == self.t.nseg:
+            raise ValueError(f"expected {self.t.nseg} row indices, counts, row lengths and "
+                             "gradient addresses")
+        for s in range(self.t.nseg):
+            if row_lengths[s] < 0 or counts[s] < 0:
+                raise ValueError(f"segment {s}: negative row length or count")
+            total += counts[s] * ((row_lengths[s] + PIECE - 1) // PIECE)
+        reserve(pieces, total)
+        pieces.count = pieces.total = 0
+        for s in range(self.t.nseg):
+            index = <const int64_t*><uintptr_t>indices[s]
+            count, width = counts[s], row_lengths[s]
+            self.t.grad[s] = <const char*><uintptr_t>addresses[s]
+            last = -2
+            for j in range(count if width else 0):
+                row = index[j]
+                if (row == last + 1 and width < PIECE and pieces.count
+                        and pieces.length[pieces.count - 1] + width <= PIECE):
+                    pieces.length[pieces.count - 1] += width  # the next row in both
+                    pieces.total += width
+                else:
+                    for sub in range(0, width, PIECE):
+                        add_piece(pieces, s, row * width + sub, j * width + sub,
+                                  min(PIECE, width - sub))
+                last = row
+        self.t.grad_type = self.t.param_type if storage < 0 else check_storage(storage)
+        self.t.pieces = pieces
         self.bound = True
 
     def unbind(self):
@@ -356,6 +434,7 @@ cdef class SegmentTable:
         for s in range(self.t.nseg):
             self.t.grad[s] = self.t.param[s]
         self.t.grad_type = self.t.param_type
+        self.t.pieces = &self.t.dense
         self.bound = True
 
     cdef void find_native(self) noexcept:

@@ -19,6 +19,7 @@ import numpy as np
 import fastopt
 from fastopt import reference
 from fastopt._kernels import kernels
+from fastopt.rules import RULES
 
 from .optimizers import ACCESS, OPTIONS, torch_class
 from .plain import plain_step
@@ -53,10 +54,28 @@ class Result:
     max_rel_deviation: float
 
 
+def made(module: Any, name: str, params: list[Any]) -> Any:
+    """Optimizer ``name`` of ``module`` (fastopt, fastopt.reference) over ``params`` with its
+    benchmark options, ready to step: a rule with modes (schedule-free) in train mode."""
+    opt = getattr(module, name)(params, **OPTIONS[name])
+    if RULES[name].modes is not None:
+        opt.train()
+    return opt
+
+
+def taken(name: str, grad: np.ndarray) -> Any:
+    """A dense gradient of a flat tensor as optimizer ``name`` takes it: as it is, or for a
+    rule that takes row-sparse ones (SparseAdam) every row (element) of it, in order."""
+    if RULES[name].gradient == "rows":
+        return np.arange(grad.size, dtype=np.int64), grad
+    return grad
+
+
 def torch_step(name: str, param: np.ndarray,
                grad: np.ndarray) -> tuple[Callable[[], Any], str] | None:
     """torch's step over a copy of ``param`` with gradient ``grad``, on its fastest CPU path
-    (``fused=True`` where torch has a fused CPU kernel, else ``foreach=True``), and the path's
+    (``fused=True`` where torch has a fused CPU kernel, else ``foreach=True``, else the only
+    one: SparseAdam's, with the gradient as a sparse tensor of every element), and the path's
     name; None where torch is not installed or lacks the optimizer."""
     cls = torch_class(name)
     if cls is None:
@@ -64,10 +83,14 @@ def torch_step(name: str, param: np.ndarray,
     import torch
 
     p = torch.from_numpy(param.copy()).requires_grad_()
-    p.grad = torch.from_numpy(grad.copy())
-    for path in ("fused", "foreach"):
+    if RULES[name].gradient == "rows":
+        indices = torch.arange(grad.size)[None]
+        p.grad = torch.sparse_coo_tensor(indices, torch.from_numpy(grad.copy()), p.shape)
+    else:
+        p.grad = torch.from_numpy(grad.copy())
+    for path in ("fused", "foreach", "single"):
         try:
-            opt = cls([p], **OPTIONS[name], **{path: True})
+            opt = cls([p], **OPTIONS[name], **({} if path == "single" else {path: True}))
             opt.step()
         except (RuntimeError, TypeError, ValueError):
             continue
@@ -78,11 +101,11 @@ def torch_step(name: str, param: np.ndarray,
 def max_rel_deviation(name: str, param: np.ndarray, grads: list[np.ndarray]) -> float:
     """max |fastopt − reference| / max |reference| after ``len(grads)`` steps from ``param``."""
     mine, ref_param = param.copy(), param.copy()
-    opt = getattr(fastopt, name)([mine], **OPTIONS[name])
-    ref = getattr(reference, name)([ref_param], **OPTIONS[name])
+    opt = made(fastopt, name, [mine])
+    ref = made(reference, name, [ref_param])
     for g in grads:
-        opt.step([g])
-        ref.step([g])
+        opt.step([taken(name, g)])
+        ref.step([taken(name, g)])
     scale = float(np.max(np.abs(ref_param))) or 1.0
     return float(np.max(np.abs(mine.astype(np.float64) - ref_param))) / scale
 
@@ -98,9 +121,9 @@ def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) 
     del check_grads
 
     mine = param.copy()
-    opt = getattr(fastopt, name)([mine], **OPTIONS[name])
-    grads = [grad]
-    ref = getattr(reference, name)([param.copy()], **OPTIONS[name])
+    opt = made(fastopt, name, [mine])
+    grads = [taken(name, grad)]
+    ref = made(reference, name, [param.copy()])
     torch_run = torch_step(name, param, grad)
     reads, writes = ACCESS[name]
     probe_arrays = [param.copy() for _ in range(reads)]  # parameter, gradient, states

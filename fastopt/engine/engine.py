@@ -80,8 +80,18 @@ class Engine:
         of everything bound, as read (times ``grad_scale``), and returns it: with
         ``check_finite`` a non-finite norm (an infinite or NaN gradient element) skips the
         step, leaving parameters, state and step counts as they were; with ``max_norm`` the
-        update reads the gradients clipped.
+        update reads the gradients clipped. A rule with modes steps in train
+        mode only (RuntimeError otherwise, and nothing changes).
         """
+        modes = self.rule.modes
+        if modes is not None:
+            for g, (h, *_) in enumerate(checked):
+                if not getattr(h, modes.flag):
+                    raise RuntimeError(
+                        f"{self.rule.name}: step() in eval mode (param_groups[{g}]"
+                        f"['{modes.flag}'] is False): call train() before training steps and "
+                        "eval() before evaluating, as the parameters hold different points in "
+                        "each")
         if active is not None:
             for group, marks in zip(self.groups, active):
                 if len(group.members) < len(group.slots):
@@ -141,6 +151,35 @@ class Engine:
              grad_scale: float) -> None:
         for group, run, table, slots, (h, roles, mask, sign) in batches:
             group.step(run, table, slots, h, roles, mask, self.kernel, sign * grad_scale)
+
+    def advance(self, param_groups: Sequence[dict[str, Any]], checked: list[Checked]) -> None:
+        """After a step, write into every group the entries the step advanced (a rule that
+        keeps its step count in the group: schedule-free), whether or not any of its
+        parameters had a gradient, as the schedulefree package does."""
+        if self.rule.progress is not None:
+            for g, (group, (h, *_)) in enumerate(zip(param_groups, checked)):
+                entries = self.rule.progress(h)
+                group.update(entries)
+                self.memo.wrote(g, group, entries)
+
+    def switch(self, checked: list[Checked], train: bool) -> None:
+        """Move every group not in train mode (``train``) or eval mode into it: one pass over
+        each of its parameters that has been stepped (the rule's :class:`~fastopt.rules.base.
+        Modes`). The front end then sets the groups' flag."""
+        modes = self.rule.modes
+        mask = 1 << self.rule.slot(modes.needs)
+        for group, (h, *_) in zip(self.groups, checked):
+            if getattr(h, modes.flag) == train:
+                continue
+            args = modes.switch(h, train)
+            args["grad_scale"] = 1.0
+            marks = [modes.needs in live for live in group.live]
+            for run in group.runs:
+                for table, slots in run.batches(marks):
+                    table.bind_self()
+                    if run.rounding == "stochastic":  # the stream of the slots' last step
+                        table.set_stream(h.seed, int(group.steps[slots[0]]))
+                    kernels.run(table, self.kernel, args, mask)
 
     # ------------------------------------------------------------------ state
     def nbytes(self) -> int:

@@ -311,8 +311,10 @@ class Group:
         for role in fresh:
             zeroed = self.allocate(role)
             value = 0.0 if role == COMPENSATION else self.rule.role(role).start(h)
+            # None: the parameter's own value, which the kernel copies in (schedule-free's z).
             # Zeroed 8-bit codes are the code's first value, not its zero.
-            if value != 0 or not zeroed or self.dtype_of(slots[0], role) == Q8:
+            if value is not None and (value != 0 or not zeroed
+                                      or self.dtype_of(slots[0], role) == Q8):
                 for s in slots:
                     self.fill(s, role, value)
         joined = live | fresh

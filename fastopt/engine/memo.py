@@ -26,7 +26,9 @@ class HyperMemo:
     schedules change values between steps).
 
     Only immutable values are remembered, and by identity: a list changed in place, a tensor
-    ``lr`` that a schedule fills in place, or a new value equal to the old, is checked again.
+    ``lr`` that a schedule fills in place, or a new value equal to the old, is checked again;
+    where only some values changed (a schedule's ``lr``, schedule-free's step count), only
+    those are (and the checks that involve several).
     """
 
     def __init__(self, rule: Rule, verify: Callable[[int, Hypers], None] | None = None) -> None:
@@ -34,6 +36,7 @@ class HyperMemo:
         self.verify = verify  # verify(g, h): what the group's owner refuses besides the rule
         self.keys = tuple(h.name for h in rule.hypers if not h.optional)
         self.optional = tuple((h.name, h.default) for h in rule.hypers if h.optional)
+        self.names = (*self.keys, *(name for name, _ in self.optional))  # of the values
         required = itemgetter(*self.keys) if len(self.keys) > 1 else (
             lambda group: (group[self.keys[0]],))
         # A group may lack an optional hyper-parameter (it is then its default).
@@ -48,16 +51,30 @@ class HyperMemo:
         # Identity, not equality: 1 == 1.0 == True, but a bool is no learning rate.
         if checked is not None and all(map(is_, values, checked[0])):
             return checked[1]
-        h = self.rule.check_group(group)
+        if checked is not None:  # every value remembered is immutable: the new ones may not be
+            changed = [i for i, (new, old) in enumerate(zip(values, checked[0])) if new is not old]
+            h = self.rule.recheck(checked[1][0], group, [self.names[i] for i in changed])
+            immutable = _immutable(tuple(values[i] for i in changed))
+        else:
+            h = self.rule.check_group(group)
+            immutable = _immutable(values)
         if self.verify is not None:
             self.verify(g, h)
         roles = self.rule.roles_used(h)
         result = h, roles, self.rule.role_mask(roles), self.rule.sign(h)
-        if _immutable(values):
+        if immutable:
             self.memo[g] = (values, result)
         else:
             self.memo.pop(g, None)
         return result
+
+    def wrote(self, g: int, group: Mapping[str, Any], entries: Mapping[str, Any]) -> None:
+        """The step itself wrote ``entries`` into group ``g`` (schedule-free's progress, valid
+        by construction): remember them as checked."""
+        checked = self.memo.get(g)
+        if checked is not None:
+            h, *rest = checked[1]
+            self.memo[g] = (self.values(group), (h._replace(**entries), *rest))
 
     def forget(self) -> None:
         self.memo.clear()

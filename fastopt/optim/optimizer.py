@@ -8,13 +8,14 @@ buffer of :attr:`Optimizer.grads`, and state dicts of copies.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import clip, validation
+from .. import clip, rows, validation
 from .._kernels import kernels
 from ..engine import Engine, Run, Slot, check_entry
 from ..flat import Layout, first_overlap
@@ -84,6 +85,8 @@ class Optimizer:
                 params.append(a)
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+            if self.rule.modes is not None:
+                self.rule.modes.inherit(raw, group, self.param_groups)
             group["params"] = arrays
             h = self.rule.check_group(group)
             self.rule.canonical(group, h)
@@ -134,7 +137,9 @@ class Optimizer:
 
         ``grads`` lists one gradient per parameter in parameter order (group 0's first), each
         of its parameter's shape and dtype, C-contiguous and sharing no memory with any
-        parameter or state. Everything is validated before anything is modified.
+        parameter or state (for a rule that takes row-sparse gradients, SparseAdam, each a
+        pair ``(indices, values)``: :mod:`fastopt.rows`). Everything is validated before
+        anything is modified.
 
         With ``max_norm``, the gradients are clipped first as by
         :func:`fastopt.clip_grad_norm_` (their joint ``norm_type``-norm over all groups) and
@@ -169,16 +174,36 @@ class Optimizer:
         guard = self._memory_guard()
         starts = self._starts
 
-        def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
-            first = starts[g]
-            if table is run.table:  # the whole group: its gradients are consecutive
-                table.bind_grads(grads, first + slots[0], guard)
-            else:  # some parameters of it, whose step counts differ from the others'
-                run.table.bind_grads(grads, first + run.slots[0], guard)
-                table.bind_grad_addresses([grads[first + s].ctypes.data for s in slots])
+        if self.rule.gradient == "rows":
+            params, held = self._params, []  # held: the checked rows, alive for the step
 
-        return self._engine.step(checked, bind, max_norm=max_norm, norm_kind=kind,
+            def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
+                first = starts[g]
+                given = [rows.check(f"grads[{first + s}]", grads[first + s], params[first + s],
+                                    guard) for s in slots]
+                held.append(given)
+                rows.bind(table, given)
+        else:
+            def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
+                first = starts[g]
+                if table is run.table:  # the whole group: its gradients are consecutive
+                    table.bind_grads(grads, first + slots[0], guard)
+                else:  # some parameters of it, whose step counts differ from the others'
+                    run.table.bind_grads(grads, first + run.slots[0], guard)
+                    table.bind_grad_addresses([grads[first + s].ctypes.data for s in slots])
+
+        norm = self._engine.step(checked, bind, max_norm=max_norm, norm_kind=kind,
                                  grad_scale=inverse, check_finite=grad_scale is not None)
+        if grad_scale is None or math.isfinite(norm):  # (not a step skipped)
+            self._engine.advance(self.param_groups, checked)
+        return norm
+
+    def _switch(self, train: bool) -> None:
+        """Move the parameters into train or eval mode (rules with modes: schedule-free)."""
+        checked = self._engine.check(self.param_groups)  # every group checked, then moved
+        self._engine.switch(checked, train)
+        for group in self.param_groups:
+            group[self.rule.modes.flag] = train
 
     # ----------------------------------------------------------------- state dicts
     def state_dict(self) -> dict[str, Any]:
@@ -286,6 +311,25 @@ def _plain(name: str, value: Any) -> Any:
     return value
 
 
+def mode_methods(rule: Rule) -> dict[str, Any]:
+    """``train()`` and ``eval()`` for a rule with modes (schedule-free), as its package has
+    them; none for the others. The class defines ``_switch(train)``."""
+    if rule.modes is None:
+        return {}
+
+    def train(self: Any) -> None:
+        """Put the parameters in train mode (they hold y, where gradients are taken): call it
+        before training steps."""
+        self._switch(True)
+
+    def eval(self: Any) -> None:
+        """Put the parameters in eval mode (they hold x, the average): call it before
+        evaluating or saving the model."""
+        self._switch(False)
+
+    return {"train": train, "eval": eval}
+
+
 def optimizer_class(rule: Rule) -> type[Optimizer]:
     """The NumPy optimizer class of ``rule``: its name, its signature and defaults, and a
     docstring with its formula."""
@@ -300,7 +344,7 @@ def optimizer_class(rule: Rule) -> type[Optimizer]:
            + "\n".join(f"    {line}" for line in rule.formula.splitlines()) + "\n")
     cls = type(rule.name, (Optimizer,), {
         "rule": rule, "__init__": __init__, "__doc__": doc, "__module__": "fastopt.optim",
-        "__qualname__": rule.name, "__signature__": signature})
+        "__qualname__": rule.name, "__signature__": signature, **mode_methods(rule)})
     __init__.__qualname__ = f"{rule.name}.__init__"
     __init__.__signature__ = inspect.Signature(
         [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),

@@ -62,6 +62,8 @@ class ReferenceOptimizer:
         group["params"] = [params] if isinstance(params, np.ndarray) else list(params)
         for name, default in self.defaults.items():
             group.setdefault(name, default)
+        if self.rule.modes is not None:
+            self.rule.modes.inherit(param_group, group, self.param_groups)
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
         self.param_groups.append(group)
@@ -83,17 +85,24 @@ class ReferenceOptimizer:
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
         """Apply one update to every parameter; ``grads`` in parameter order."""
+        modes = self.rule.modes
+        if modes is not None and not all(group[modes.flag] for group in self.param_groups):
+            raise RuntimeError(f"{self.rule.name}: step() in eval mode; call train() first")
         params = [param for group in self.param_groups for param in group["params"]]
         grads = list(grads)
         if len(grads) != len(params):
             raise ValueError(f"grads: expected {len(params)} gradients, got {len(grads)}")
         for i, (param, grad) in enumerate(zip(params, grads)):
             # NumPy would broadcast a wrong shape and upcast a wrong dtype without a word.
-            low = param.dtype == np.float32 and grad.dtype.name in LOW
-            if grad.shape != param.shape or (grad.dtype != param.dtype and not low):
+            if self.rule.gradient == "rows":  # (indices, values): rows of the parameter
+                shape, values = (len(grad[0]), *param.shape[1:]), grad[1]
+            else:
+                shape, values = param.shape, grad
+            low = param.dtype == np.float32 and values.dtype.name in LOW
+            if values.shape != shape or (values.dtype != param.dtype and not low):
                 raise ValueError(
-                    f"grads[{i}]: expected shape {param.shape} and dtype {param.dtype}, "
-                    f"got shape {grad.shape} and dtype {grad.dtype}")
+                    f"grads[{i}]: expected shape {shape} and dtype {param.dtype}, "
+                    f"got shape {values.shape} and dtype {values.dtype}")
         function, keywords, i = self._function(), self._keywords, 0
         for g, group in enumerate(self.param_groups):
             # The rule's own keywords: Adagrad's takes no initial_accumulator_value, SGD's no step.
@@ -105,24 +114,51 @@ class ReferenceOptimizer:
                 t = self.step_counts[i]
                 step = {"step": t} if "step" in keywords else {}
                 self._start(self.state[i], param, h, stored)
-                self._stepped(function, param, grads[i], self.state[i], stored,
-                              stream_key(stored.seed, t, g << 32 | j), **step, **hypers)
+                grad = _in_dtype(grads[i], compute_dtype(param.dtype))
+                # A row-sparse step stores only the rows it touches (their compensation too).
+                rows = np.unique(grad[0]) if isinstance(grad, tuple) else None
+                progress = self._stepped(
+                    lambda p, s: function(p, grad, s, **step, **hypers), param,
+                    self.state[i], stored, stream_key(stored.seed, t, g << 32 | j), rows)
                 i += 1
+            if progress is not None:  # the group's own entries the step advanced (its k)
+                group.update(progress)
+
+    def _switch(self, train: bool) -> None:
+        """Move every stepped parameter into train or eval mode (rules with modes), its values
+        and state read and stored as a step's are."""
+        modes = self.rule.modes
+        function = getattr(sys.modules[__package__], modes.reference)
+        keywords = inspect.signature(function).parameters
+        i = 0
+        for g, group in enumerate(self.param_groups):
+            hypers = {name: group[name] for name in self.defaults if name in keywords}
+            stored = storage_of(self.rule.check_group(group))
+            for j, param in enumerate(group["params"]):
+                if group[modes.flag] != train and self.state[i]:
+                    # The rounding stream of the parameter's last step (as the kernel's table).
+                    key = stream_key(stored.seed, self.step_counts[i], g << 32 | j)
+                    self._stepped(lambda p, s: function(p, s, train=train, **hypers), param,
+                                  self.state[i], stored, key)
+                i += 1
+            group[modes.flag] = train
 
     def _start(self, state: State, param: np.ndarray, h: Any, stored: Storage) -> None:
         """Roles used for the first time that start from a value other than 0 (Rprop's step
-        size), stored before the step reads them, as they are kept."""
+        size), stored before the step reads them, as they are kept (a role that starts as
+        the parameter, schedule-free's z, its function copies)."""
         for role in self.rule.roles_used(h):
             value = self.rule.role(role).start(h)
-            if role not in state and value != 0:
+            if role not in state and value is not None and value != 0:
                 _store(state, role, np.full(param.shape, value, compute_dtype(param.dtype)),
                        stored.state(role, param.dtype), self._signed(role))
 
-    def _stepped(self, function: Callable[..., None], param: np.ndarray, grad: np.ndarray,
-                 state: State, stored: Storage, key: int, **keywords: Any) -> None:
-        """``function`` run on ``param``'s values in its compute dtype, and the results stored
-        as ``stored`` says: state rounded to nearest or quantised, the parameter as its
-        rounding says (stochastic rounding drawing from the stream ``key``)."""
+    def _stepped(self, function: Callable[[np.ndarray, State], Any], param: np.ndarray,
+                 state: State, stored: Storage, key: int, rows: np.ndarray | None = None) -> Any:
+        """``function(values, state)`` run on ``param``'s values in its compute dtype, and
+        the results stored as ``stored`` says: state rounded to nearest or quantised, the
+        parameter as its rounding says (stochastic rounding drawing from the stream ``key``).
+        Returns what ``function`` returns."""
         compute = compute_dtype(param.dtype)
         work = param.astype(compute)
         values: State = {}
@@ -133,13 +169,21 @@ class ReferenceOptimizer:
                 values[k] = dequantize(v, state[scale_key(k)], self._signed(k))
             else:
                 values[k] = v.astype(compute) if isinstance(v, np.ndarray) else v
-        function(work, grad.astype(compute), values, **keywords)
+        result = function(work, values)
         for k, v in values.items():
             if isinstance(v, np.ndarray):
                 _store(state, k, v, stored.state(k, param.dtype), self._signed(k))
             else:
                 state[k] = v
-        _round(param, work, state, stored, key)
+        _round(param, work, state, stored, key, rows)
+        return result
+
+
+def _in_dtype(grad: Any, dtype: np.dtype) -> Any:
+    """A gradient's values in ``dtype`` (of a row-sparse one, its rows; the indices kept)."""
+    if isinstance(grad, tuple):
+        return grad[0], grad[1].astype(dtype)
+    return grad.astype(dtype)
 
 
 def _store(state: State, role: str, values: np.ndarray, storage: np.dtype, signed: bool) -> None:
@@ -151,14 +195,23 @@ def _store(state: State, role: str, values: np.ndarray, storage: np.dtype, signe
         state[role] = values.astype(storage)
 
 
-def _round(param: np.ndarray, work: np.ndarray, state: State, stored: Storage, key: int) -> None:
-    """``param`` ← ``work`` (its new value, in the compute dtype) as its rounding says."""
+def _round(param: np.ndarray, work: np.ndarray, state: State, stored: Storage, key: int,
+           rows: np.ndarray | None = None) -> None:
+    """``param`` ← ``work`` (its new value, in the compute dtype) as its rounding says; with
+    ``rows``, those rows (first-axis slices) only."""
     rounding = stored.rounding_of(param.dtype)
     if rounding == "stochastic":
         param[...] = round_stochastic(work, key)
     elif rounding == "kahan":
         comp = state.setdefault(COMPENSATION, np.zeros_like(param))
-        store_kahan(param.astype(np.float32), work, param, comp)
+        if rows is None:
+            store_kahan(param.astype(np.float32), work, param, comp)
+        else:  # the untouched rows keep their value and compensation
+            shape = (param.shape[0], int(np.prod(param.shape[1:]))) if param.ndim else (1, 1)
+            p2, c2, w2 = param.reshape(shape), comp.reshape(shape), work.reshape(shape)
+            p_rows, c_rows = p2[rows], c2[rows]
+            store_kahan(p_rows.astype(np.float32), w2[rows], p_rows, c_rows)
+            p2[rows], c2[rows] = p_rows, c_rows
     else:
         param[...] = work
 
@@ -173,7 +226,9 @@ def reference_class(rule: Rule) -> type[ReferenceOptimizer]:
         params = bound.pop("params")
         ReferenceOptimizer.__init__(self, params, rule.defaults(**bound))
 
+    modes = {} if rule.modes is None else {
+        "train": lambda self: self._switch(True), "eval": lambda self: self._switch(False)}
     return type(rule.name, (ReferenceOptimizer,), {
-        "rule": rule, "__init__": __init__,
+        "rule": rule, "__init__": __init__, **modes,
         "__signature__": signature, "__module__": "fastopt.reference", "__qualname__": rule.name,
         "__doc__": f"Reference {rule.name} (see :func:`fastopt.reference.{rule.reference}`)."})

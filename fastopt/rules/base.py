@@ -48,20 +48,26 @@ class Role:
     """An array of optimizer state, one element per parameter element.
 
     ``used(h)`` says whether steps with hyper-parameters ``h`` read and write it; ``initial``
-    is the value it starts from (a number, or a function of the checked hyper-parameters);
+    is the value it starts from (a number, or a function of the checked hyper-parameters; or
+    None: the parameter itself, which the kernel copies in at the role's first step, told by
+    ``fresh``: schedule-free's z);
     ``at_construction`` creates it with the optimizer, before any step, as torch's Adagrad
     does; a ``nonnegative`` role (a second moment) is quantised on the unsigned code, of
-    twice the resolution, when it is kept in 8 bits. The kernel receives the used roles in the rule's order as ``state[0..]``.
+    twice the resolution, when it is kept in 8 bits. The kernel receives the used roles in
+    the rule's order as ``state[0..]``.
     """
 
     name: str
     used: Callable[[Hypers], bool] = _always
-    initial: float | Callable[[Hypers], float] = 0.0
+    initial: float | Callable[[Hypers], float] | None = 0.0
     at_construction: bool = False
     when: str = ""  # ``used`` in words, for the docs ("amsgrad", "momentum ≠ 0")
     nonnegative: bool = False  # never below 0 (second moments): 8-bit state's unsigned code
 
-    def start(self, h: Hypers) -> float:
+    def start(self, h: Hypers) -> float | None:
+        """The initial value, or None where it is the parameter's (set by the kernel)."""
+        if self.initial is None:
+            return None
         return float(self.initial(h) if callable(self.initial) else self.initial)
 
     @property
@@ -91,6 +97,29 @@ class Scalar:
 
 
 @dataclass(frozen=True)
+class Modes:
+    """Train and eval modes (schedule-free): the parameters hold one point while training and
+    another while evaluating, and ``train()``/``eval()`` move them from one to the other, a
+    pass over each parameter that has state ``needs`` (one that was never stepped is where it
+    was). ``flag`` is the group entry that says a group is in train mode; ``switch(h, train)``
+    the kernel's arguments for the pass into train (True) or eval mode, over the parameter and
+    its state as a step sees them (with no gradient); ``reference`` the function of
+    :mod:`fastopt.reference` that moves a parameter so. Steps are refused in eval mode."""
+
+    flag: str
+    needs: str
+    switch: Callable[[Hypers, bool], Args]
+    reference: str
+
+    def inherit(self, given: Mapping[str, Any], group: dict[str, Any],
+                groups: list[dict[str, Any]]) -> None:
+        """A group added without a flag of its own (``given``) is in the mode of the groups
+        there are: its parameters, never stepped, are at both points."""
+        if self.flag not in given and groups:
+            group[self.flag] = groups[0][self.flag]
+
+
+@dataclass(frozen=True)
 class Rule:
     """One update rule. See the module docstring; the fields:
 
@@ -108,7 +137,18 @@ class Rule:
     - ``reference``: the name of its function in :mod:`fastopt.reference`;
     - ``source``: where the rule is defined (``torch.optim.Adam``); ``torch_name``: its class
       in ``torch.optim``, if torch has it;
-    - ``bench``: hyper-parameters the benchmark runs it with (otherwise the defaults).
+    - ``bench``: hyper-parameters the benchmark runs it with (otherwise the defaults);
+    - ``progress(h)``: for a rule that keeps its step count in the parameter group rather than
+      per parameter (schedule-free, as the schedulefree package does), the group entries a
+      step advances, from the group's values before it; those entries are hyper-parameters
+      that are no arguments (``Hyper(argument=False)``), and the front ends write the new
+      values into the group after every step, whether or not its parameters had gradients;
+    - ``modes``: train and eval modes (:class:`Modes`), for rules that have them;
+    - ``gradient``: what a step takes, ``"dense"`` gradients shaped like their parameters, or
+      ``"rows"``: row-sparse ones, the indices of the rows they touch and a block of those
+      rows (SparseAdam; :mod:`fastopt.rows`), the only rows the step updates;
+    - ``int_step``: torch keeps the rule's ``step`` as a Python int (SparseAdam), not a
+      tensor, and fastopt.torch shows it so.
     """
 
     name: str
@@ -127,12 +167,17 @@ class Rule:
     per_tensor_norms: bool = False
     requires: Callable[[Hypers], None] | None = None
     bench: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    progress: Callable[[Hypers], dict[str, Any]] | None = None
+    modes: Modes | None = None
+    gradient: str = "dense"
+    int_step: bool = False
 
     def __post_init__(self) -> None:
         if not any(h.name == "state_dtype" for h in self.hypers):  # every rule takes them
             object.__setattr__(self, "hypers", (*self.hypers, *storage.hypers()))
         names = [h.name for h in self.hypers]
         object.__setattr__(self, "_type", namedtuple(f"{self.name}Hypers", names))
+        object.__setattr__(self, "_hyper", {h.name: h for h in self.hypers})
         object.__setattr__(self, "_role_index", {r.name: i for i, r in enumerate(self.roles)})
 
     # ------------------------------------------------------------------ hyper-parameters
@@ -170,12 +215,31 @@ class Rule:
             self.requires(h)
         return h
 
+    def recheck(self, h: Hypers, group: Mapping[str, Any], names: list[str]) -> Hypers:
+        """``h`` (checked) with the hyper-parameters ``names`` checked again from ``group``,
+        the others as they were: what a step needs where a schedule changed ``lr`` (or a
+        rule its ``progress``) since the last."""
+        hypers = self._hyper
+        h = h._replace(**{name: hypers[name].check(name, group.get(name, hypers[name].default)
+                                                   if hypers[name].optional else group[name])
+                          for name in names})
+        if self.requires is not None:
+            self.requires(h)
+        return h
+
     def canonical(self, group: dict[str, Any], h: Hypers) -> None:
         """Store checked pairs in their canonical form: ``betas`` as a tuple of floats, as torch
         stores it, whatever sequence was given."""
         for hyper in self.hypers:
             if isinstance(hyper.check, validation.Pair):
                 group[hyper.name] = getattr(h, hyper.name)
+
+    @property
+    def row_major(self) -> bool:
+        """Whether its kernel finds elements by their place in their tensor's row-major (C)
+        order: rows of a row-sparse gradient. Such a rule steps a tensor laid out otherwise
+        through a C-ordered copy (fastopt.torch)."""
+        return self.gradient == "rows"
 
     # ------------------------------------------------------------------ state
     def roles_used(self, h: Hypers) -> tuple[str, ...]:

@@ -189,6 +189,19 @@ def _shown(value: Any) -> Any:
     return dict(value) if isinstance(value, tuple) else value
 
 
+def refuse_8bit(rule: str, why: str) -> Any:
+    """A rule's ``requires`` check that refuses 8-bit state for every role, saying ``why``
+    (its kernel addresses state where 8-bit blocks cannot be: SparseAdam's rows)."""
+
+    def check(h: Any) -> None:
+        chosen = h.state_dtype
+        names = [v for _, v in chosen] if isinstance(chosen, tuple) else [chosen]
+        if "8bit" in names:
+            raise ValueError(f"state_dtype: {rule} cannot keep 8-bit state: {why}")
+
+    return check
+
+
 def storage_of(h: Any) -> Storage:
     """The storage options of checked hyper-parameters ``h``."""
     return Storage(h.state_dtype, h.rounding, h.seed)

@@ -57,6 +57,7 @@ except ImportError as error:  # fastopt itself does not need torch; this module 
 import inspect
 from typing import Any
 
+from ..optim.optimizer import mode_methods
 from ..rules import RULES, Rule
 from .optimizer import STORAGE_HYPERS, Optimizer
 from .overlap import StepInBackward, step_in_backward
@@ -69,7 +70,7 @@ def optimizer_class(rule: Rule) -> type[Optimizer]:
            "parameters' own memory::\n\n"
            + "\n".join(f"    {line}" for line in rule.formula.splitlines()) + "\n")
     namespace: dict[str, Any] = {"rule": rule, "__doc__": doc, "__module__": __name__,
-                                 "__qualname__": rule.name}
+                                 "__qualname__": rule.name, **mode_methods(rule)}
     torch_class = getattr(torch.optim, rule.torch_name or "", None)
     if torch_class is not None:
         cls = type(rule.name, (Optimizer, torch_class), namespace)

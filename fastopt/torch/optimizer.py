@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .. import rows
 from ..engine import EMPTY, Engine, Group, Loaded, Run, check_entry
 from ..rules import Rule
 from .._kernels import kernels
@@ -90,11 +91,14 @@ class Optimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group as torch does (its checks and defaults), then the rule's checks and
         the parameters' memory: the group is added, or nothing changes."""
-        super().add_param_group(param_group)
+        given = dict(param_group) if isinstance(param_group, dict) else {}
+        super().add_param_group(param_group)  # which sets the defaults in param_group itself
         try:
             group = self.param_groups[-1]
             for key, value in self._storage.items():
                 group.setdefault(key, value)
+            if self.rule.modes is not None:
+                self.rule.modes.inherit(given, group, self.param_groups[:-1])
             h = self._check_group(len(self.param_groups) - 1, group)
             params = list(dict.fromkeys(group["params"]))  # torch warned about duplicates
             start = sum(len(g) for g in self._params)
@@ -110,7 +114,7 @@ class Optimizer(torch.optim.Optimizer):
                         "dtype's real parts (float32 or float64, rounded to nearest); got "
                         f"state_dtype={h.state_dtype!r}, rounding={h.rounding!r}")
             self._refuse_shared_memory(params)
-            watched = [tensors.Watched(p) for p in params]
+            watched = [tensors.Watched(p, self.rule.row_major) for p in params]
             # (the storage options checked against the parameters' dtypes, last)
             self._engine.add_group([w.slot() for w in watched], h,
                                    members=[i for i, p in enumerate(params) if p.requires_grad])
@@ -173,12 +177,18 @@ class Optimizer(torch.optim.Optimizer):
 
         def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
             where = addresses[g]
-            table.bind_grad_addresses([where[s] for s in slots], kinds[g][slots[0]])
+            if self.rule.gradient == "rows":
+                rows.bind(table, [where[s] for s in slots])
+            else:
+                table.bind_grad_addresses([where[s] for s in slots], kinds[g][slots[0]])
+
+        def step() -> None:
+            self._engine.step(checked, bind, active=active, grad_scale=inverse)
+            self._engine.advance(self.param_groups, checked)
 
         staged = [w for watched, marks in zip(self._watched, active)
                   for w, on in zip(watched, marks) if on and w.stepped is not w.shard]
-        self._staged(staged, lambda: self._engine.step(checked, bind, active=active,
-                                                       grad_scale=inverse))
+        self._staged(staged, step)
         return loss
 
     def _staged(self, staged: list[tensors.Watched], step: Callable[[], Any]) -> None:
@@ -192,6 +202,22 @@ class Optimizer(torch.optim.Optimizer):
             for w in staged:  # a step that raised changed nothing: copying back is harmless
                 w.shard.copy_(w.stepped)
         self._sync_views()
+
+    @torch.no_grad()
+    def _switch(self, train: bool) -> None:
+        """Move the parameters into train or eval mode (rules with modes: schedule-free),
+        where their memory is now."""
+        if self._dirty:
+            self._take_state_in()
+        for g, watched in enumerate(self._watched):
+            for s, w in enumerate(watched):
+                if (dtensor.local(w.param) if w.distributed else w.param).data_ptr() != w.address:
+                    self._follow(g, s)
+        checked = self._engine.check(self.param_groups)
+        staged = [w for watched in self._watched for w in watched if w.stepped is not w.shard]
+        self._staged(staged, lambda: self._engine.switch(checked, train))
+        for group in self.param_groups:
+            group[self.rule.modes.flag] = train
 
     @torch.no_grad()
     def step_parameters(self, params: Sequence[torch.Tensor],
@@ -239,27 +265,35 @@ class Optimizer(torch.optim.Optimizer):
 
         self._staged(staged, lambda: self._engine.step_slots(checked, bind, chosen))
 
-    def _gradients(self) -> tuple[list[list[bool]], list[list[int]], list[list[int]],
+    def _gradients(self) -> tuple[list[list[bool]], list[list[Any]], list[list[int]],
                                   list[torch.Tensor]]:
         """Per group and parameter: whether it has a gradient, the address of that gradient's
-        elements laid out as the stepped tensor's, and their storage type (copies so laid out,
-        of those that are not, kept alive in the last list). Every gradient is checked here,
-        before anything is stepped; a parameter whose memory was replaced is followed first. A
-        DTensor's is its local shard's, and its gradient's local shard's."""
+        elements laid out as the stepped tensor's (or for a rule that takes row-sparse
+        gradients, the rows it touches, :class:`fastopt.rows.Rows`), and their storage type
+        (copies so laid out, of those that are not, kept alive in the last list). Every
+        gradient is checked here, before anything is stepped; a parameter whose memory was
+        replaced is followed first. A DTensor's is its local shard's, and its gradient's local
+        shard's."""
         active, addresses, kinds, scratch = [], [], [], []
-        index = 0
+        index, sparse = 0, self.rule.gradient == "rows"
         for g, watched in enumerate(self._watched):
             marks = [False] * len(watched)
             grads: list[torch.Tensor | None] = [None] * len(watched)
+            touched: list[Any] = [None] * len(watched)
             for s, w in enumerate(watched):
                 p = w.param
                 if (dtensor.local(p) if w.distributed else p).data_ptr() != w.address:
                     self._follow(g, s)
-                if p.grad is not None:
-                    marks[s] = True
+                if p.grad is None:
+                    continue
+                marks[s] = True
+                if sparse:  # row-sparse: the rows it touches (and its values, held alive)
+                    touched[s] = tensors.sparse_rows(f"params[{index + s}]", p.grad,
+                                                     watched[s].stepped)
+                else:
                     grads[s] = self._checked_grad(index + s, watched[s], p.grad, scratch)
             active.append(marks)
-            addresses.append(self._laid_out(watched, grads, scratch))
+            addresses.append(touched if sparse else self._laid_out(watched, grads, scratch))
             kinds.append(self._kinds(watched, grads))
             index += len(watched)
         return active, addresses, kinds, scratch
@@ -316,7 +350,7 @@ class Optimizer(torch.optim.Optimizer):
         group, old = self._engine.groups[g], self._watched[g][s]
         p = old.param
         tensors.check_param(f"params[{s}]", p)
-        new = tensors.Watched(p)
+        new = tensors.Watched(p, self.rule.row_major)
         slot = new.slot()
         if (slot.size, slot.dtype) != (group.slots[s].size, group.slots[s].dtype):
             raise RuntimeError(
@@ -349,6 +383,11 @@ class Optimizer(torch.optim.Optimizer):
         for g, (group, params, views) in enumerate(zip(self._engine.groups, self._params,
                                                        self._views)):
             if group.version == self._versions[g]:
+                if self.rule.int_step:  # a plain int, not a view: copied at every step
+                    for s, p in enumerate(params):
+                        if "step" in views[s]:
+                            views[s]["step"] = int(group.steps[s])
+                            dict.__setitem__(live[p], "step", views[s]["step"])
                 continue
             for s, p in enumerate(params):
                 new = self._views_of(group, s, self._watched[g][s])
@@ -368,7 +407,8 @@ class Optimizer(torch.optim.Optimizer):
             return {}
         views: dict[str, torch.Tensor] = {}
         if group.counts_steps:
-            views["step"] = tensors.scalar_view(group.steps, s)
+            views["step"] = (int(group.steps[s]) if self.rule.int_step
+                             else tensors.scalar_view(group.steps, s))
         for name, values in group.scalars.items():
             views[name] = tensors.scalar_view(values, s)
         for role in group.roles:

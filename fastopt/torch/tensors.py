@@ -10,6 +10,7 @@ DTensors like it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from ..engine import Slot
 from ..rules import storage
 from . import dtensor
+from ..rows import Rows
 
 # torch dtype -> (the storage type the kernels step, elements per element of the parameter)
 STEPPED = {
@@ -64,8 +66,9 @@ def is_dense(t: torch.Tensor) -> bool:
 
 def overlaps_itself(t: torch.Tensor) -> bool:
     """Whether two elements of ``t`` may share memory (an expanded tensor, say): taken as
-    soon as the dimensions, by increasing stride, do not each step past all smaller ones."""
-    if t.numel() == 0:  # no elements (NumPy gives an empty array's dimensions stride 0)
+    soon as the dimensions, by increasing stride, do not each step past all smaller ones. A
+    tensor of no elements has none to share (torch gives some of them stride 0)."""
+    if t.numel() == 0:
         return False
     extent = 0
     for size, stride in sorted(zip(t.shape, t.stride()), key=lambda d: d[1]):
@@ -117,11 +120,14 @@ class Watched:
     __slots__ = ("param", "shard", "distributed", "stepped", "address", "dtype", "shape",
                  "strides")
 
-    def __init__(self, p: torch.Tensor) -> None:
+    def __init__(self, p: torch.Tensor, row_major: bool = False) -> None:
+        """``row_major``: the kernel needs the elements in C order (a rule whose ``row_major``
+        is True), so a parameter dense in another order is stepped through a copy too."""
         self.param = p
         self.shard = shard = dtensor.local(p)
         self.distributed = shard is not p
-        self.stepped = shard if is_dense(shard) else torch.empty(shard.shape, dtype=shard.dtype)
+        in_order = shard.is_contiguous() if row_major else is_dense(shard)
+        self.stepped = shard if in_order else torch.empty(shard.shape, dtype=shard.dtype)
         self.address = shard.data_ptr()
         self.dtype, self.shape, self.strides = shard.dtype, shard.shape, self.stepped.stride()
 
@@ -155,6 +161,27 @@ def grad_accepted(g: torch.Tensor, p: torch.Tensor) -> bool:
     """Whether the kernels read ``g`` as ``p``'s gradient as it is: of ``p``'s dtype, or
     bfloat16 or float16 for a float32 ``p`` (``p.grad_dtype`` set), promoted as read."""
     return g.dtype is p.dtype or (p.dtype is torch.float32 and g.dtype in LOW)
+
+
+def sparse_rows(name: str, g: torch.Tensor, p: torch.Tensor) -> Rows:
+    """A sparse COO gradient of ``p`` as the rows it touches (:mod:`fastopt.rows`), coalesced
+    as torch.optim.SparseAdam coalesces it: a row is an element of the gradient's sparse
+    dimensions (its first ones), laid out over the dense ones."""
+    if g.layout is not torch.sparse_coo:
+        raise RuntimeError(f"{name}: SparseAdam does not support dense gradients, please "
+                           "consider Adam instead")
+    if g.device.type != "cpu" or g.dtype != p.dtype or g.shape != p.shape:
+        raise RuntimeError(f"{name}: expected a sparse gradient of dtype {p.dtype} and shape "
+                           f"{tuple(p.shape)} on the CPU, got {g.dtype}, {tuple(g.shape)} on "
+                           f"{g.device}")
+    g = g.coalesce()
+    sparse = g.sparse_dim()
+    indices, values = g._indices(), g._values()
+    rows = torch.zeros(indices.shape[1], dtype=torch.int64)
+    for d in range(sparse):  # the row number over the sparse dimensions, in C order
+        rows = rows * p.shape[d] + indices[d]
+    values = values.contiguous().view(-1)
+    return Rows(rows.contiguous().numpy(), values.numpy(), math.prod(p.shape[sparse:]))
 
 
 def refuse_grad(name: str, g: torch.Tensor, p: torch.Tensor) -> None:
