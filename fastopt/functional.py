@@ -25,7 +25,7 @@ import numpy as np
 
 from . import validation
 from ._kernels import kernels
-from .engine import run_rule
+from .engine import Slot, run_rule
 from .flat import first_overlap
 from .rules import RULES, Rule
 from .rules.base import Scalar
@@ -54,6 +54,8 @@ def _update(rule: Rule, param: np.ndarray, grad: np.ndarray, states: dict[str, A
             scalars: dict[str, np.ndarray], step: int, hypers: dict[str, Any]) -> None:
     validation.array("param", param)
     validation.like("grad", grad, param, "param", writable=False)
+    if rule.matrix is not None:
+        rule.matrix.check(rule.name, "param", param.shape)
     h = rule.check_group(rule.defaults(**hypers))
     used = rule.roles_used(h)
     for role in used:
@@ -73,7 +75,7 @@ def _update(rule: Rule, param: np.ndarray, grad: np.ndarray, states: dict[str, A
     table.bind_grads((grad,), 0, kernels.MemoryGuard([param, *(states[role] for role in used)]))
     fresh = frozenset(rule.role_names) if step == 1 else frozenset()
     advanced = run_rule(rule, kernels.KERNELS.index(rule.kernel), table, h, step, values, fresh,
-                        rule.role_mask(used), rule.sign(h))
+                        rule.role_mask(used), rule.sign(h), [Slot.of(param)])
     for name, value in advanced.items():
         scalars[name][...] = value
 

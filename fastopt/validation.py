@@ -99,19 +99,22 @@ class Real:
 
 @dataclass(frozen=True)
 class Integer:
-    """A whole number ``>= minimum`` (a bool is not one)."""
+    """A whole number ``>= minimum`` and, if given, ``<= maximum`` (a bool is not one)."""
 
     minimum: int = 0
+    maximum: int | None = None
 
     def __call__(self, name: str, value: Any) -> int:
         if not isinstance(value, numbers.Integral) or _is_bool(value):
             raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-        if value < self.minimum:
-            raise ValueError(f"{name}: expected an integer >= {self.minimum}, got {value!r}")
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            raise ValueError(f"{name}: expected {self.describe()}, got {value!r}")
         return int(value)
 
     def describe(self) -> str:
-        return f"an integer >= {self.minimum}"
+        if self.maximum is None:
+            return f"an integer >= {self.minimum}"
+        return f"an integer in [{self.minimum}, {self.maximum}]"
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,25 @@ class Pair:
 
     def describe(self) -> str:
         return f"a pair, each {self.item.describe()}"
+
+
+@dataclass(frozen=True)
+class Tuple:
+    """``count`` values, each meeting ``item`` (Muon's three ``ns_coefficients``); returned as
+    a tuple."""
+
+    item: Any
+    count: int
+
+    def __call__(self, name: str, value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{name}: expected a tuple of {self.count}, got {type(value).__name__}")
+        if len(value) != self.count:
+            raise ValueError(f"{name}: expected {self.count} values, got {len(value)}")
+        return tuple(self.item(f"{name}[{i}]", v) for i, v in enumerate(value))
+
+    def describe(self) -> str:
+        return f"a tuple of {self.count}, each {self.item.describe()}"
 
 
 @dataclass(frozen=True)

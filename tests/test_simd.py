@@ -23,13 +23,14 @@ import sys
 import numpy as np
 import fastopt
 sys.path.insert(0, sys.argv[2])
-from conftest import CONFIGS
+from conftest import CONFIGS, shapes_for
 
 rng = np.random.default_rng(0)
-shapes = [(3, 5), (), (4099,), (70001,)]
+SHAPES = [(3, 5), (), (4099,), (70001,)]
 out = {"variant": np.array(fastopt.config()["simd"])}
 for dtype in (np.float32, np.float64):
     for config in CONFIGS:
+        shapes = shapes_for(config, SHAPES)
         params = [np.array(rng.standard_normal(s), dtype=dtype) for s in shapes]
         opt = config.make(fastopt, params)
         for _ in range(15):
@@ -37,7 +38,7 @@ for dtype in (np.float32, np.float64):
             opt.step(grads, max_norm=5.0)
         for i, p in enumerate(params):
             out[f"{config.id}-{np.dtype(dtype).name}-{i}"] = p
-    grads = [np.array(rng.standard_normal(s), dtype=dtype) for s in shapes]
+    grads = [np.array(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
     for norm_type in (1.0, 2.0, float("inf")):
         out[f"norm-{norm_type}-{np.dtype(dtype).name}"] = np.array(fastopt.grad_norm(grads, norm_type))
 np.savez(sys.argv[1], **out)

@@ -46,3 +46,12 @@ cdef inline floating running_avg_sq(floating* avg, Py_ssize_t i, floating x, flo
     cdef floating a = decay * avg[i] + one_minus_decay * x * x
     avg[i] = a
     return a
+
+
+cdef inline floating lerp(floating start, floating end, floating weight,
+                          floating one_minus_weight) noexcept nogil:
+    """torch's lerp(start, end, w): start + w (end − start) while |w| < 0.5, else
+    end − (end − start)(1 − w) (``one_minus_weight``, rounded as torch rounds it)."""
+    if magnitude(weight) < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * one_minus_weight

@@ -6,7 +6,8 @@ The segment table and the driver (``segments.pxi``): pieces, one parallel region
 deterministic reduction pass; the thread policy (``threads.pxi``); element-wise pieces several
 rules share (``elementwise.pxi``); each rule's kernel (``rules/<name>.pxi``, gathered with
 their glue in ``rules.pxi``, which setup.py generates); gradient norms and clipping
-(``norms.pxi``) and the roofline probe (``probe.pxi``). A rule's kernel is a plain loop over
+(``norms.pxi``), the roofline probe (``probe.pxi``) and rounding to bfloat16 for Muon's
+matrix products (``bfloat16.pxi``). A rule's kernel is a plain loop over
 one piece, generic over float32/float64 through the fused type ``floating``; its arguments
 arrive as a C struct of doubles, already computed by the caller; the kernels do only the
 element-wise work, in the dtype of the buffers.
@@ -20,6 +21,7 @@ include "platform.pxi"
 include "threads.pxi"
 include "segments.pxi"
 include "staging.pxi"
+include "bfloat16.pxi"
 include "driver.pxi"
 include "tables.pxi"
 include "elementwise.pxi"

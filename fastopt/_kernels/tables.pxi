@@ -188,6 +188,24 @@ cdef class SegmentTable:
     def nseg(self):
         return self.t.nseg
 
+    def with_params(self, addresses, int storage):
+        """A table over other memory laid out as this one's parameters: one address per
+        segment, of ``storage``, this table's compute type; this table's lengths, state,
+        bound gradients and thread policy, learnt over as many elements (Muon's element-wise
+        pass writes its work buffer there, in place of the parameters: fastopt.engine.matrix)."""
+        cdef Py_ssize_t s
+        cdef SegmentTable other
+        if storage != self.t.dtype:
+            raise ValueError("the parameters of a redirected table must be of its compute type")
+        other = SegmentTable(addresses, [self.t.length[s] for s in range(self.t.nseg)], storage)
+        memcpy(other.t.state, self.t.state, MAX_ROLES * self.t.nseg * sizeof(char*))
+        memcpy(other.t.state_type, self.t.state_type, MAX_ROLES * sizeof(int))
+        memcpy(other.t.grad, self.t.grad, self.t.nseg * sizeof(char*))
+        other.t.grad_type = self.t.grad_type
+        other.t.policy = self.t.policy
+        other.bound = self.bound
+        return other
+
     def set_state(self, int role, addresses, int storage=-1):
         """Point state role ``role`` at one address per segment (each segment's length of
         elements, of ``storage``: by default the compute type), or unset it with None."""

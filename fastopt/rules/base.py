@@ -89,6 +89,28 @@ class Scalar:
 
 
 @dataclass(frozen=True)
+class MatrixStep:
+    """What a rule of matrices (2-D parameters) does to each parameter's whole matrix between
+    two element-wise passes: Muon's orthogonalisation, matrix products that belong to a BLAS.
+
+    A step of such a rule (:mod:`fastopt.engine.matrix`): the rule's kernel updates its state
+    and writes each parameter's matrix input into a work buffer of the compute dtype, not into
+    the parameter; ``transform(h, work)`` rewrites each parameter's work matrix (shaped as the
+    parameter), in place, into the update to add; the ``axpy`` kernel adds it,
+    ``p ← decay(h) · p + update``, storing the parameter as its storage options say.
+    """
+
+    transform: Callable[[Hypers, np.ndarray], None]
+    decay: Callable[[Hypers], float]
+
+    def check(self, rule: str, name: str, shape: tuple[int, ...]) -> None:
+        """Refuse a parameter that is no matrix, in torch's words (its tests match them)."""
+        if len(shape) != 2:
+            raise ValueError(f"{name}: {rule} only supports 2D parameters whereas we found a "
+                             f"parameter with size: {tuple(shape)}")
+
+
+@dataclass(frozen=True)
 class Rule:
     """One update rule. See the module docstring; the fields:
 
@@ -103,7 +125,9 @@ class Rule:
     - ``reference``: the name of its function in :mod:`fastopt.reference`;
     - ``source``: where the rule is defined (``torch.optim.Adam``); ``torch_name``: its class
       in ``torch.optim``, if torch has it;
-    - ``bench``: hyper-parameters the benchmark runs it with (otherwise the defaults).
+    - ``bench``: hyper-parameters the benchmark runs it with (otherwise the defaults);
+    - ``matrix``: for a rule of matrices, what it does to each whole matrix between its kernel
+      and the update (:class:`MatrixStep`); None for an element-wise rule.
     """
 
     name: str
@@ -121,6 +145,7 @@ class Rule:
     uses_step: bool = True
     requires: Callable[[Hypers], None] | None = None
     bench: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    matrix: MatrixStep | None = None
 
     def __post_init__(self) -> None:
         if not any(h.name == "state_dtype" for h in self.hypers):  # every rule takes them
@@ -165,10 +190,10 @@ class Rule:
         return h
 
     def canonical(self, group: dict[str, Any], h: Hypers) -> None:
-        """Store checked pairs in their canonical form: ``betas`` as a tuple of floats, as torch
-        stores it, whatever sequence was given."""
+        """Store checked pairs and tuples in their canonical form: ``betas`` as a tuple of
+        floats, as torch stores it, whatever sequence was given."""
         for hyper in self.hypers:
-            if isinstance(hyper.check, validation.Pair):
+            if isinstance(hyper.check, (validation.Pair, validation.Tuple)):
                 group[hyper.name] = getattr(h, hyper.name)
 
     # ------------------------------------------------------------------ state

@@ -89,6 +89,8 @@ class Optimizer(torch.optim.Optimizer):
             start = sum(len(g) for g in self._params)
             for i, p in enumerate(params):
                 tensors.check_param(f"params[{start + i}]", p)
+                if self.rule.matrix is not None:
+                    self.rule.matrix.check(self.rule.name, f"params[{start + i}]", tuple(p.shape))
             self._refuse_shared_memory(params)
         except BaseException:
             self.param_groups.pop()
@@ -166,6 +168,8 @@ class Optimizer(torch.optim.Optimizer):
                 grad = p.grad
                 if grad is None:
                     continue
+                if p.is_complex() and self.rule.matrix is not None:  # as torch's Muon, at step
+                    raise RuntimeError(f"{self.rule.name} does not support complex parameters")
                 marks[s] = True
                 # torch keeps a .grad of its parameter's dtype and shape; checked all the same,
                 # since a kernel reads exactly that many bytes.

@@ -84,7 +84,9 @@ class Watched:
 
     def slot(self) -> Slot:
         dtype, per_element = STEPPED[self.dtype]
-        return Slot(self.stepped.data_ptr(), self.stepped.numel() * per_element, dtype)
+        real = torch.view_as_real(self.stepped) if self.stepped.is_complex() else self.stepped
+        return Slot(real.data_ptr(), real.numel(), dtype, None, tuple(real.shape),
+                    None if real.is_contiguous() else real.stride())
 
 
 def byte_range(p: torch.Tensor) -> tuple[int, int]:
