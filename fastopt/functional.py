@@ -12,7 +12,9 @@ SGD it says whether the momentum buffer starts as the gradient). Each function v
 arrays (same shape and dtype as ``param``, C-contiguous, writable where written, no two sharing
 memory) and its hyper-parameters exactly as the optimizer classes do, then runs the same
 kernel. Scalar state (NAdam's ``mu_product``) is a caller-owned 0-d array of the dtype the rule
-keeps it in, updated in place like the arrays.
+keeps it in, updated in place like the arrays. The arrays are float32 or float64: storage in
+other types (bfloat16, float16, 8-bit state, and how they round) belongs to the optimizer
+classes, which keep what it needs (compensation buffers, the rounding stream's step).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from .engine import Slot, run_rule
 from .flat import first_overlap
 from .rules import RULES, Rule
 from .rules.base import Scalar
+from .rules.storage import hypers as storage_hypers
+
+STORAGE = {h.name for h in storage_hypers()}  # options of the classes' storage, not of arrays
 
 _P = inspect.Parameter
 
@@ -53,6 +58,9 @@ def _step(step: Any) -> int:
 def _update(rule: Rule, param: np.ndarray, grad: np.ndarray, states: dict[str, Any],
             scalars: dict[str, np.ndarray], step: int, hypers: dict[str, Any]) -> None:
     validation.array("param", param)
+    if param.dtype not in (np.float32, np.float64):
+        raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype} (the "
+                        "optimizer classes step other storage types)")
     validation.like("grad", grad, param, "param", writable=False)
     if rule.matrix is not None:
         rule.matrix.check(rule.name, "param", param.shape)
@@ -86,7 +94,7 @@ def function(rule: Rule) -> Callable[..., None]:
     optional = [role.name for role in rule.roles if role.optional]
     if rule.role_names != (*always, *optional):
         raise ValueError(f"{rule.name}: roles that every step uses must come first")
-    hypers = [h for h in rule.arguments if not h.initial_only]
+    hypers = [h for h in rule.arguments if not h.initial_only and h.name not in STORAGE]
     parameters = [_P("param", _P.POSITIONAL_OR_KEYWORD), _P("grad", _P.POSITIONAL_OR_KEYWORD),
                   *(_P(name, _P.POSITIONAL_OR_KEYWORD) for name in always),
                   *(_P(name, _P.POSITIONAL_OR_KEYWORD, default=None) for name in optional),

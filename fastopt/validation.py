@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +99,7 @@ class Real:
 
 @dataclass(frozen=True)
 class Integer:
-    """A whole number ``>= minimum`` and, if given, ``<= maximum`` (a bool is not one)."""
+    """A whole number ``>= minimum`` (and ``<= maximum``, if given; a bool is not one)."""
 
     minimum: int = 0
     maximum: int | None = None
@@ -112,9 +112,9 @@ class Integer:
         return int(value)
 
     def describe(self) -> str:
-        if self.maximum is None:
-            return f"an integer >= {self.minimum}"
-        return f"an integer in [{self.minimum}, {self.maximum}]"
+        if self.maximum is not None:
+            return f"an integer from {self.minimum} to {self.maximum}"
+        return f"an integer >= {self.minimum}"
 
 
 @dataclass(frozen=True)
@@ -175,18 +175,16 @@ class Pair:
 
 
 @dataclass(frozen=True)
-class Tuple:
+class Tuple(Pair):
     """``count`` values, each meeting ``item`` (Muon's three ``ns_coefficients``); returned as
-    a tuple."""
+    a tuple. A kind of Pair, so that groups keep it as a tuple of floats as they keep
+    ``betas``."""
 
-    item: Any
-    count: int
+    count: int = 2
 
     def __call__(self, name: str, value: Any) -> tuple[Any, ...]:
-        if not isinstance(value, (tuple, list)):
-            raise TypeError(f"{name}: expected a tuple of {self.count}, got {type(value).__name__}")
-        if len(value) != self.count:
-            raise ValueError(f"{name}: expected {self.count} values, got {len(value)}")
+        if not isinstance(value, (tuple, list)) or len(value) != self.count:
+            raise TypeError(f"{name}: expected a tuple of {self.count}, got {value!r}")
         return tuple(self.item(f"{name}[{i}]", v) for i, v in enumerate(value))
 
     def describe(self) -> str:
@@ -275,12 +273,15 @@ def representable(name: str, value: Any, dtype: type[np.floating], low: float,
     return dtype(x)
 
 
-def array(name: str, a: Any, *, writable: bool = True) -> np.ndarray:
-    """A C-contiguous, aligned ndarray of float32, float64, float16 or bfloat16 (writable
-    unless told otherwise)."""
+def array(name: str, a: Any, *, writable: bool = True,
+          dtypes: Sequence[np.dtype] | None = None) -> np.ndarray:
+    """A C-contiguous, aligned ndarray of float32, float64, float16 or bfloat16 (or of one of
+    ``dtypes``), writable unless told otherwise."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in STORAGE_DTYPES:
+    if dtypes is not None and a.dtype not in dtypes:
+        raise TypeError(f"{name}: expected dtype {' or '.join(map(str, dtypes))}, got {a.dtype}")
+    if dtypes is None and a.dtype not in STORAGE_DTYPES:
         raise TypeError(f"{name}: expected dtype float32, float64, float16 or bfloat16, got "
                         f"{a.dtype}")
     if not (a.flags.c_contiguous and a.flags.aligned):

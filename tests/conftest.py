@@ -115,6 +115,47 @@ CONFIGS = [
     _c("nadam-all", "NAdam", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.1,
        momentum_decay=0.05, decoupled_weight_decay=True, maximize=True),
     _c("radam", "RAdam", lr=0.01, betas=(0.85, 0.995), eps=1e-6, weight_decay=0.05, maximize=True),
+    # LAMB: decoupled (fixed) or L2 decay, rectify (degenerated_to_sgd, n_sma_threshold),
+    # grad_averaging, adam, betas/eps, maximize
+    _c("lamb", "LAMB", lr=0.01, weight_decay=0.1),
+    _c("lamb-l2-betas-eps", "LAMB", lr=0.01, betas=(0.8, 0.99), eps=1e-4, weight_decay=0.05,
+       weight_decouple=False),
+    _c("lamb-rectify-fixed_decay", "LAMB", lr=0.01, rectify=True, weight_decay=0.01,
+       fixed_decay=True),
+    _c("lamb-rectify-sgd-threshold", "LAMB", lr=0.01, rectify=True, degenerated_to_sgd=True,
+       n_sma_threshold=6, weight_decay=0.05, weight_decouple=False, grad_averaging=False),
+    _c("lamb-adam", "LAMB", lr=0.01, adam=True, eps=1e-8),
+    _c("lamb-all", "LAMB", lr=0.01, betas=(0.85, 0.995), weight_decay=0.05, weight_decouple=False,
+       grad_averaging=False, eps=1e-5, maximize=True),
+    # LARS: momentum (0, dampening, nesterov), weight_decay, trust_coefficient, adapt, maximize
+    _c("lars", "LARS", lr=0.1, trust_coefficient=0.05),
+    _c("lars-no-momentum", "LARS", lr=0.1, momentum=0.0, trust_coefficient=0.05),
+    _c("lars-dampening", "LARS", lr=0.1, momentum=0.5, dampening=0.3, trust_coefficient=0.05),
+    _c("lars-unadapted", "LARS", lr=0.01, weight_decay=0.01, adapt=False),
+    _c("lars-all", "LARS", lr=0.1, weight_decay=0.05, momentum=0.8, nesterov=True,
+       trust_coefficient=0.02, maximize=True),
+    # Rprop: lr (the initial step size), etas, step_sizes, maximize
+    _c("rprop", "Rprop", lr=0.01),
+    _c("rprop-all", "Rprop", lr=0.02, etas=(0.4, 1.3), step_sizes=(1e-4, 0.1), maximize=True),
+    # ASGD: lambd, alpha, t0 (averaging from step 20 on), weight_decay, maximize
+    _c("asgd", "ASGD", lr=0.01),
+    _c("asgd-all", "ASGD", lr=0.02, lambd=0.01, alpha=0.6, t0=20, weight_decay=0.01,
+       maximize=True),
+    # Lion: betas, weight_decay, maximize
+    _c("lion", "Lion", lr=0.001),
+    _c("lion-all", "Lion", lr=0.001, betas=(0.8, 0.95), weight_decay=0.1, maximize=True),
+    # ADOPT: betas, clip_exponent (None: no clipping), weight decay (L2, decoupled, fixed), eps
+    _c("adopt", "ADOPT", lr=0.01),
+    _c("adopt-l2-noclip", "ADOPT", lr=0.01, betas=(0.8, 0.99), clip_exponent=None,
+       weight_decay=0.05, eps=1e-4, maximize=True),
+    _c("adopt-decoupled", "ADOPT", lr=0.01, clip_exponent=0.3, weight_decay=0.1,
+       weight_decouple=True),
+    # AdEMAMix: betas, alpha, t_alpha_beta3 (warm-up), weight decay (L2, decoupled, fixed), eps
+    _c("ademamix", "AdEMAMix", lr=0.01),
+    _c("ademamix-l2", "AdEMAMix", lr=0.01, betas=(0.8, 0.99, 0.999), weight_decay=0.05,
+       eps=1e-6),
+    _c("ademamix-all", "AdEMAMix", lr=0.01, alpha=3.0, t_alpha_beta3=50, weight_decay=0.1,
+       weight_decouple=True, fixed_decay=True, maximize=True),
     # Muon: Nesterov (default) or heavy ball, momentum, weight decay, its Newton–Schulz
     # options, the lr adjustment (2-D parameters only: the suites' shapes go through
     # shapes_for; its matrix products make it the costliest rule, hence two configurations)
@@ -180,8 +221,54 @@ def shapes_for(config: Config | str | None, shapes):
     return matrices
 
 
-# Per-group scalar state: per parameter in state dicts (like "step"), but no array.
-SCALAR_STATE_KEYS = {"mu_product"}
+# Per-group scalar state: per parameter in state dicts (like "step"), but no array (NAdam's
+# mu_product, ASGD's eta and mu).
+def _scalar_state_keys() -> set:
+    from fastopt.rules import RULES
+
+    return {s.name for rule in RULES.values() for s in rule.scalars}
+
+
+SCALAR_STATE_KEYS = _scalar_state_keys()
+
+
+# --------------------------------------------------------------------------------------------
+# Storage modes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """A storage mode: the dtypes of parameters and gradients, and the storage options."""
+
+    id: str
+    param: str
+    grad: str
+    options: dict
+
+    def dtypes(self):
+        from fastopt.rules.storage import dtype
+
+        return dtype(self.param), dtype(self.grad)
+
+
+# Every parameter dtype with each rounding it takes, low-precision gradients into float32
+# parameters, and low-precision state beside parameters of either kind.
+STORAGE_MODES = [
+    Mode("bf16", "bfloat16", "bfloat16", {}),  # stochastic rounding, the default
+    Mode("bf16-nearest", "bfloat16", "bfloat16", {"rounding": "nearest"}),
+    Mode("bf16-kahan", "bfloat16", "bfloat16", {"rounding": "kahan"}),
+    Mode("bf16-bf16state", "bfloat16", "bfloat16", {"state_dtype": "bfloat16", "seed": 7}),
+    Mode("f16", "float16", "float16", {}),  # compensated, the default
+    Mode("f16-nearest-f16state", "float16", "float16",
+         {"rounding": "nearest", "state_dtype": "float16"}),
+    Mode("f32-bf16grads-bf16state", "float32", "bfloat16", {"state_dtype": "bfloat16"}),
+    Mode("f32-f16grads-f16state", "float32", "float16", {"state_dtype": "float16"}),
+    Mode("f32-8bit", "float32", "float32", {"state_dtype": "8bit"}),
+    Mode("bf16-8bit", "bfloat16", "bfloat16", {"state_dtype": "8bit"}),
+    Mode("bf16-kahan-8bit", "bfloat16", "bfloat16", {"state_dtype": "8bit", "rounding": "kahan"}),
+]
+STORAGE_MODE_IDS = [m.id for m in STORAGE_MODES]
 
 
 # --------------------------------------------------------------------------------------------

@@ -167,8 +167,10 @@ def test_non_finite_gradients_propagate_like_torch(config, dtype):
         finite = np.isfinite(q)
         assert_close(p[finite], q[finite], RTOL_PARAMS.get(config.name,
                                                           RTOL_TORCH[np.dtype(dtype).type]))
-    assert not np.all(np.isfinite(params_f[0]))  # the bad values did reach the parameters
-    if rule_of(config).matrix is None:
+    # The bad values did reach the parameters, but for Rprop's: it steps by sign(g), 0 for NaN
+    # in torch, times a bounded step size, so no gradient makes its parameters non-finite.
+    assert not np.all(np.isfinite(params_f[0])) or config.name == "Rprop"
+    if rule_of(config).matrix is None:  # Muon's matrix products spread them over the matrix
         assert np.isfinite(params_f[0].reshape(-1)[100])  # and only where they belong
     # The state carries them on where torch's does (Adamax's running max keeps a NaN only if
     # its max propagates NaN from either side, as torch.maximum does). Non-finite, not NaN:

@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import PER_CLASS, PER_CLASS_IDS, rule_of, shapes_for
+from conftest import PER_CLASS, PER_CLASS_IDS, SCALAR_STATE_KEYS, rule_of, shapes_for
 
 import fastopt
 from fastopt.flat import ALIGNMENT
@@ -46,15 +46,22 @@ def test_steps_allocate_nothing_after_the_first(config):
     tracemalloc.start()
     try:
         # Warm up under the tracer: CPython's free lists settle over the first thousands of
-        # calls (measured: 736 bytes in the first 1500 steps, 32 in the next 15 000, then 0).
+        # calls (measured: 736 bytes in the first 1500 steps, 32 in the next 15 000, then 0),
+        # and a dict or free list of the interpreter's may still grow once in a later window.
+        # A leak grows every window; settling does not, so one window of no growth in three
+        # is the test.
         run(3000)
-        before = tracemalloc.take_snapshot().filter_traces(only_fastopt)
-        run(1000)
-        after = tracemalloc.take_snapshot().filter_traces(only_fastopt)
+        grown = []
+        for _ in range(3):
+            before = tracemalloc.take_snapshot().filter_traces(only_fastopt)
+            run(1000)
+            after = tracemalloc.take_snapshot().filter_traces(only_fastopt)
+            grown.append(sum(stat.size_diff for stat in after.compare_to(before, "lineno")))
+            if grown[-1] <= 0:
+                break
     finally:
         tracemalloc.stop()
-    grown = sum(stat.size_diff for stat in after.compare_to(before, "lineno"))
-    assert grown <= 0, f"{grown} bytes retained by fastopt over 3000 steps"
+    assert grown[-1] <= 0, f"fastopt retained {grown} bytes in three windows of 1000 steps"
 
 
 @pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
@@ -71,5 +78,5 @@ def test_state_is_the_documented_buffers(config):
         assert buffer.nbytes >= sum(p.nbytes for p in params), role
         assert buffer.ctypes.data % ALIGNMENT == 0, role
     state = opt.state_dict()["state"]
-    documented = {key for entry in state.values() for key in entry} - {"step", "mu_product"}
+    documented = {key for entry in state.values() for key in entry} - {"step", *SCALAR_STATE_KEYS}
     assert documented == in_use

@@ -49,10 +49,10 @@ def _values(check):
     overflows in a dozen steps."""
     if isinstance(check, Flag):
         return flag
-    if isinstance(check, Pair):
-        return st.tuples(_values(check.item), _values(check.item))
     if isinstance(check, Tuple):
         return st.tuples(*[_values(check.item)] * check.count)
+    if isinstance(check, Pair):
+        return st.tuples(_values(check.item), _values(check.item))
     if isinstance(check, Integer):  # counts of iterations (Muon's ns_steps): a few
         return st.integers(check.minimum, min(check.minimum + 8, check.maximum or 8))
     if isinstance(check, Choice):

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from fastopt import reference  # noqa: E402
 
-from conftest import CONFIGS, rule_of  # noqa: E402
+from conftest import CONFIGS, SCALAR_STATE_KEYS, rule_of  # noqa: E402
 
 STEPS = 150
 
@@ -134,7 +134,7 @@ CASES += [(c.name, dict(c.kwargs)) for c in CONFIGS
           and rule_of(c).matrix is None]
 
 # State kept as a scalar rather than an array: compared exactly, not as a trajectory.
-SCALAR_STATE = {"step", "mu_product"}
+SCALAR_STATE = {"step", *SCALAR_STATE_KEYS}
 
 
 def _case_id(case):
@@ -243,14 +243,15 @@ def assert_matches(ref_opt, torch_opt, dtype):
     tolerance = TOLERANCE[dtype]
     for (role, i), error in deviations(arrays).items():
         assert error <= tolerance, f"{role}[{i}]: deviation {error:.3g} > tolerance {tolerance:.3g}"
-    # NAdam's Π: float32 whatever the parameters' dtype, and torch's to the last bit.
+    # Scalar state (NAdam's Π, ASGD's η and μ): float32 whatever the parameters' dtype, and
+    # torch's to the last bit.
     for i, torch_param in enumerate(_params(torch_opt)):
-        if "mu_product" in torch_opt.state[torch_param]:
-            expected = torch_opt.state[torch_param]["mu_product"]
-            actual = ref_opt.state[i]["mu_product"]
-            assert type(actual) is np.float32, f"mu_product[{i}]: {type(actual).__name__}"
-            assert expected.dtype == torch.float32, f"torch's mu_product[{i}]: {expected.dtype}"
-            assert actual == expected.item(), f"mu_product[{i}]: {actual!r} != {expected.item()!r}"
+        for key in SCALAR_STATE_KEYS & set(torch_opt.state[torch_param]):
+            expected = torch_opt.state[torch_param][key]
+            actual = ref_opt.state[i][key]
+            assert type(actual) is np.float32, f"{key}[{i}]: {type(actual).__name__}"
+            assert expected.dtype == torch.float32, f"torch's {key}[{i}]: {expected.dtype}"
+            assert actual == expected.item(), f"{key}[{i}]: {actual!r} != {expected.item()!r}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

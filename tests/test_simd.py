@@ -1,8 +1,9 @@
 """Every SIMD variant of the kernels gives bitwise the same results.
 
 Each variant runs in its own process (FASTOPT_SIMD chooses it at import), trains every
-configuration of conftest.CONFIGS in float32 and float64 and takes gradient norms; the
-results must be identical to the last bit across variants.
+configuration of conftest.CONFIGS in float32 and float64, every rule in every storage mode of
+conftest.STORAGE_MODES, and takes gradient norms; the results must be identical to the last
+bit across variants.
 """
 
 import os
@@ -23,7 +24,7 @@ import sys
 import numpy as np
 import fastopt
 sys.path.insert(0, sys.argv[2])
-from conftest import CONFIGS, shapes_for
+from conftest import CONFIGS, PER_CLASS, STORAGE_MODES, shapes_for
 
 rng = np.random.default_rng(0)
 SHAPES = [(3, 5), (), (4099,), (70001,)]
@@ -41,6 +42,16 @@ for dtype in (np.float32, np.float64):
     grads = [np.array(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
     for norm_type in (1.0, 2.0, float("inf")):
         out[f"norm-{norm_type}-{np.dtype(dtype).name}"] = np.array(fastopt.grad_norm(grads, norm_type))
+for mode in STORAGE_MODES:
+    param_dtype, grad_dtype = mode.dtypes()
+    for config in PER_CLASS:
+        shapes = shapes_for(config, SHAPES)
+        params = [rng.standard_normal(s).astype(param_dtype) for s in shapes]
+        opt = config.make(fastopt, params, **mode.options)
+        for _ in range(8):
+            opt.step([rng.standard_normal(s).astype(grad_dtype) for s in shapes], max_norm=5.0)
+        for i, p in enumerate(params):
+            out[f"{config.id}-{mode.id}-{i}"] = p.reshape(-1).view(np.uint8)
 np.savez(sys.argv[1], **out)
 """
 

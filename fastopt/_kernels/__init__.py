@@ -53,3 +53,7 @@ except ImportError:
     pass
 else:
     kernels.register_bfloat16(np.dtype(ml_dtypes.bfloat16).num)
+
+from ..rules.storage import dynamic_code  # noqa: E402  (after the kernels: it needs none)
+
+kernels.set_codes(dynamic_code(True).tolist(), dynamic_code(False).tolist())

@@ -6,9 +6,9 @@ The segment table and the driver (``segments.pxi``): pieces, one parallel region
 deterministic reduction pass; the thread policy (``threads.pxi``); element-wise pieces several
 rules share (``elementwise.pxi``); each rule's kernel (``rules/<name>.pxi``, gathered with
 their glue in ``rules.pxi``, which setup.py generates); gradient norms and clipping
-(``norms.pxi``), the roofline probe (``probe.pxi``) and rounding to bfloat16 for Muon's
-matrix products (``bfloat16.pxi``). A rule's kernel is a plain loop over
-one piece, generic over float32/float64 through the fused type ``floating``; its arguments
+(``norms.pxi``) and the roofline probe (``probe.pxi``); storage types other than the
+compute type, and rounding to bfloat16 for Muon's matrix products (``staging.pxi``). A rule's
+kernel is a plain loop over one piece, generic over float32/float64 through the fused type ``floating``; its arguments
 arrive as a C struct of doubles, already computed by the caller; the kernels do only the
 element-wise work, in the dtype of the buffers.
 """
@@ -21,7 +21,6 @@ include "platform.pxi"
 include "threads.pxi"
 include "segments.pxi"
 include "staging.pxi"
-include "bfloat16.pxi"
 include "driver.pxi"
 include "tables.pxi"
 include "elementwise.pxi"
@@ -31,4 +30,7 @@ include "probe.pxi"
 
 # Storage type codes of SegmentTable, by NumPy dtype name, and its rounding modes.
 DTYPE_CODES = {"float32": FLOAT32, "float64": FLOAT64, "bfloat16": BFLOAT16, "float16": FLOAT16}
+# 8-bit state (uint8 codes), on the signed or the unsigned code.
+Q8_CODES = {True: Q8_SIGNED, False: Q8_UNSIGNED}
+BLOCK = STAGE  # elements per 8-bit block
 ROUNDING = {"nearest": NEAREST, "stochastic": STOCHASTIC, "kahan": KAHAN}

@@ -1,7 +1,7 @@
 # Tables and the driver's types: the segment table a kernel call runs over.
 
 from cython.parallel cimport prange
-from libc.stdint cimport uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
@@ -27,6 +27,11 @@ cdef enum:
     FLOAT64 = 1
     BFLOAT16 = 2
     FLOAT16 = 3
+    # State only: 8-bit block-quantised codes, on the signed or the unsigned dynamic code
+    # (storage.h), each segment's codes followed (at its length rounded up to 4 bytes) by one
+    # float32 scale per STAGE elements.
+    Q8_SIGNED = 4
+    Q8_UNSIGNED = 5
     # How a low-precision parameter is stored after its update.
     NEAREST = 0
     STOCHASTIC = 1

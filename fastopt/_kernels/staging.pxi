@@ -5,6 +5,8 @@
 
 cdef extern from "storage.h" nogil:
     uint32_t fastopt_stream_key(uint64_t seed, uint64_t step, uint64_t parameter)
+    float fastopt_from_bf16(uint16_t h)
+    uint16_t fastopt_to_bf16(float x)
     void fastopt_load_bf16(const uint16_t* src, float* dst, Py_ssize_t n)
     void fastopt_load_f16(const uint16_t* src, float* dst, Py_ssize_t n)
     void fastopt_store_bf16(const float* src, uint16_t* dst, Py_ssize_t n)
@@ -14,11 +16,29 @@ cdef extern from "storage.h" nogil:
     void fastopt_store_kahan(const float* old, const float* new_, uint16_t* p, uint16_t* c,
                              Py_ssize_t n, int half)
 
-cdef Py_ssize_t STORAGE_SIZE[4]
+    ctypedef struct fastopt_book:
+        pass
+    int fastopt_book_init(fastopt_book* book, const float* code)
+    void fastopt_load_q8(const uint8_t* codes, float absmax, const fastopt_book* book,
+                         float* dst, Py_ssize_t n)
+    float fastopt_store_q8(const float* src, Py_ssize_t n, const fastopt_book* book,
+                           uint8_t* codes)
+
+cdef Py_ssize_t STORAGE_SIZE[6]
 STORAGE_SIZE[FLOAT32] = 4
 STORAGE_SIZE[FLOAT64] = 8
 STORAGE_SIZE[BFLOAT16] = 2
 STORAGE_SIZE[FLOAT16] = 2
+STORAGE_SIZE[Q8_SIGNED] = 1
+STORAGE_SIZE[Q8_UNSIGNED] = 1
+
+# The dynamic codes of 8-bit state, signed (Q8_SIGNED) and unsigned, set at import.
+cdef fastopt_book BOOKS[2]
+
+
+cdef inline float* q8_scales(const Table* t, int r, Py_ssize_t s) noexcept nogil:
+    """Segment s's block scales of 8-bit role r: after its codes, on a 4-byte boundary."""
+    return <float*>(t.state[r * t.nseg + s] + ((t.length[s] + 3) & ~(<Py_ssize_t>3)))
 
 
 cdef inline float* load(int storage, const char* src, float* block, Py_ssize_t n) noexcept nogil:
@@ -40,6 +60,29 @@ cdef inline void store(int storage, const float* block, char* dst, Py_ssize_t n)
         fastopt_store_bf16(block, <uint16_t*>dst, n)
     elif storage == FLOAT16:
         fastopt_store_f16(block, <uint16_t*>dst, n)
+
+
+cdef inline float* load_state(const Table* t, int r, Py_ssize_t s, Py_ssize_t e, float* block,
+                              Py_ssize_t m) noexcept nogil:
+    """Role r of segment s's elements e .. e + m − 1 as float32 (e a multiple of STAGE)."""
+    cdef int storage = t.state_type[r]
+    cdef char* where = t.state[r * t.nseg + s] + e * STORAGE_SIZE[storage]
+    if storage >= Q8_SIGNED:
+        fastopt_load_q8(<const uint8_t*>where, q8_scales(t, r, s)[e // STAGE],
+                        &BOOKS[storage - Q8_SIGNED], block, m)
+        return block
+    return load(storage, where, block, m)
+
+
+cdef inline void store_state(const Table* t, int r, Py_ssize_t s, Py_ssize_t e,
+                             const float* block, Py_ssize_t m) noexcept nogil:
+    cdef int storage = t.state_type[r]
+    cdef char* where = t.state[r * t.nseg + s] + e * STORAGE_SIZE[storage]
+    if storage >= Q8_SIGNED:
+        q8_scales(t, r, s)[e // STAGE] = fastopt_store_q8(block, m, &BOOKS[storage - Q8_SIGNED],
+                                                          <uint8_t*>where)
+    else:
+        store(storage, block, where, m)
 
 
 cdef void staged_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, const void* args,
@@ -73,8 +116,7 @@ cdef void staged_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, const void* 
         for r in range(MAX_ROLES):
             state[r] = NULL
             if t.state[r * t.nseg + s] != NULL:
-                state[r] = load(t.state_type[r], t.state[r * t.nseg + s]
-                                + e * STORAGE_SIZE[t.state_type[r]], s_block + r * STAGE, m)
+                state[r] = load_state(t, r, s, e, s_block + r * STAGE, m)
         f32(p, g, state, m, args, segment)
         if t.param_type != FLOAT32:
             if t.rounding == STOCHASTIC:
@@ -86,8 +128,7 @@ cdef void staged_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, const void* 
                 store(t.param_type, p, where, m)
         for r in range(MAX_ROLES):
             if state[r] != NULL:
-                store(t.state_type[r], state[r],
-                      t.state[r * t.nseg + s] + e * STORAGE_SIZE[t.state_type[r]], m)
+                store_state(t, r, s, e, state[r], m)
 
 
 cdef void staged_reduce_piece(const Table* t, Py_ssize_t k, reduce_f32 f32, const void* args,
@@ -115,6 +156,16 @@ cdef void staged_reduce_piece(const Table* t, Py_ssize_t k, reduce_f32 f32, cons
         for r in range(MAX_ROLES):
             state[r] = NULL
             if t.state[r * t.nseg + s] != NULL:
-                state[r] = load(t.state_type[r], t.state[r * t.nseg + s]
-                                + e * STORAGE_SIZE[t.state_type[r]], s_block + r * STAGE, m)
+                state[r] = load_state(t, r, s, e, s_block + r * STAGE, m)
         f32(p, g, state, m, args, acc)
+
+
+def round_to_bfloat16(float[::1] values):
+    """Round every element of a contiguous float32 array to the nearest bfloat16 (ties to
+    even; NaN and ±Inf stay what they are), in place, keeping it float32: the matrix products
+    of Muon's Newton–Schulz iteration run in bfloat16, as torch's do, through float32 BLAS
+    (fastopt.newton_schulz)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(values.shape[0]):
+            values[i] = fastopt_from_bf16(fastopt_to_bf16(values[i]))

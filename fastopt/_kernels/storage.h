@@ -10,6 +10,7 @@
 #define FASTOPT_STORAGE_H
 
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 static inline uint32_t fastopt_bits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
@@ -119,7 +120,7 @@ static void fastopt_store_bf16_stochastic(const float* src, uint16_t* dst, Py_ss
    type (`half`: 0 bfloat16, 1 float16): given its value before the step (`old`, exactly as
    stored) and after it in float32 (`new`), with Δ = new − old:
        c ← c + Δ;  p ← p + c;  c ← c + (old − p)
-   each result rounded to the storage type. */
+   each result, (old − p) too, rounded to the storage type, as optimi's kahan_sum does. */
 static void fastopt_store_kahan(const float* old, const float* new_, uint16_t* p, uint16_t* c,
                                 Py_ssize_t n, int half) {
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -129,10 +130,92 @@ static void fastopt_store_kahan(const float* old, const float* new_, uint16_t* p
         float comp1f = half ? fastopt_from_f16(comp1) : fastopt_from_bf16(comp1);
         uint16_t p1 = half ? fastopt_to_f16(old[i] + comp1f) : fastopt_to_bf16(old[i] + comp1f);
         float p1f = half ? fastopt_from_f16(p1) : fastopt_from_bf16(p1);
-        float back = old[i] - p1f;
+        float back = half ? fastopt_from_f16(fastopt_to_f16(old[i] - p1f))
+                          : fastopt_from_bf16(fastopt_to_bf16(old[i] - p1f));
         p[i] = p1;
         c[i] = half ? fastopt_to_f16(comp1f + back) : fastopt_to_bf16(comp1f + back);
     }
+}
+
+/* ---------------------------------------------------------------- 8-bit block quantisation
+   A block of up to 256 values is stored as one byte each, the index of the nearest of a
+   sorted code of 256 values in [−1, 1] (the dynamic code: fastopt.rules.storage), and one
+   float32 scale, the block's largest magnitude:
+       x ≈ code[c] · absmax,    c = the code value nearest to x / absmax
+   A block holding NaN or ±Inf gets a NaN scale, so all of it reads as NaN: state that has
+   gone non-finite stays visibly so, as it would in float32.
+
+   The nearest code value is found without a search: the code's midpoints split [−1, 1]; y's
+   order-preserving integer key, shifted right by FASTOPT_BUCKET_SHIFT, picks a bucket;
+   `lower` holds, per bucket, how many midpoints lie in the buckets below, and at most
+   FASTOPT_BUCKET_DEPTH midpoints lie in any bucket (checked when the book is made), so that
+   many compare-and-steps finish the count: c = the number of midpoints below y (ties go
+   down). */
+#define FASTOPT_BUCKET_SHIFT 18
+#define FASTOPT_BUCKET_DEPTH 3
+#define FASTOPT_BUCKET_FIRST 4127u  /* key(−1) >> FASTOPT_BUCKET_SHIFT */
+#define FASTOPT_BUCKETS 8130        /* key(+1) >> FASTOPT_BUCKET_SHIFT, less the first, + 1 */
+
+typedef struct {
+    float code[256];
+    float mid[256 + FASTOPT_BUCKET_DEPTH];  /* midpoints, then +Inf: steps past them stop */
+    int32_t lower[FASTOPT_BUCKETS];
+    uint8_t zero;                           /* the index of 0 */
+} fastopt_book;
+
+/* The order-preserving key of a float: larger floats have larger keys. */
+static inline uint32_t fastopt_key(float y) {
+    uint32_t u = fastopt_bits(y);
+    return (u >> 31) ? ~u : u | 0x80000000u;
+}
+
+/* Fill a book from its sorted code; 0 on success, −1 if some bucket holds too many
+   midpoints (the code is then too fine for these buckets). */
+static int fastopt_book_init(fastopt_book* book, const float* code) {
+    int c, b, count[FASTOPT_BUCKETS];
+    memset(count, 0, sizeof count);
+    book->zero = 0;
+    for (c = 0; c < 256; c++) {
+        book->code[c] = code[c];
+        if (code[c] == 0.0f) book->zero = (uint8_t)c;
+    }
+    for (c = 0; c < 255; c++) {
+        float m = (code[c] + code[c + 1]) * 0.5f;
+        book->mid[c] = m;
+        b = (int)((fastopt_key(m) >> FASTOPT_BUCKET_SHIFT) - FASTOPT_BUCKET_FIRST);
+        if (b < 0 || b >= FASTOPT_BUCKETS || ++count[b] > FASTOPT_BUCKET_DEPTH) return -1;
+    }
+    for (c = 255; c < 256 + FASTOPT_BUCKET_DEPTH; c++) book->mid[c] = INFINITY;
+    book->lower[0] = 0;
+    for (b = 1; b < FASTOPT_BUCKETS; b++) book->lower[b] = book->lower[b - 1] + count[b - 1];
+    return 0;
+}
+
+static void fastopt_load_q8(const uint8_t* codes, float absmax, const fastopt_book* book,
+                            float* dst, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) dst[i] = book->code[codes[i]] * absmax;
+}
+
+/* Quantise n values (one block) into codes; returns the block's scale. */
+static float fastopt_store_q8(const float* src, Py_ssize_t n, const fastopt_book* book,
+                              uint8_t* codes) {
+    uint32_t top = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* the largest magnitude, on the bits: NaN > Inf */
+        uint32_t a = fastopt_bits(src[i]) & 0x7fffffffu;
+        top = a > top ? a : top;
+    }
+    if (top == 0 || top >= 0x7f800000u) {
+        memset(codes, book->zero, (size_t)n);
+        return top == 0 ? 0.0f : NAN;
+    }
+    float absmax = fastopt_float(top);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float y = src[i] / absmax;
+        int32_t c = book->lower[(fastopt_key(y) >> FASTOPT_BUCKET_SHIFT) - FASTOPT_BUCKET_FIRST];
+        for (int r = 0; r < FASTOPT_BUCKET_DEPTH; r++) c += y > book->mid[c];
+        codes[i] = (uint8_t)c;
+    }
+    return absmax;
 }
 
 #endif

@@ -74,10 +74,52 @@ cdef int storage_of(int typenum) noexcept:
     return -1
 
 
-cdef int check_storage(int storage) except -1:
-    if not FLOAT32 <= storage <= FLOAT16:
+cdef int check_storage(int storage, bint state=False) except -1:
+    if not FLOAT32 <= storage <= (Q8_UNSIGNED if state else FLOAT16):
         raise ValueError(f"unknown storage type {storage}")
     return storage
+
+
+def set_codes(signed_code, unsigned_code):
+    """The 256 sorted values of the signed and of the unsigned dynamic code of 8-bit state
+    (fastopt.rules.storage makes them; fastopt sets them at import)."""
+    cdef float code[256]
+    cdef int b, i
+    for b, values in enumerate((signed_code, unsigned_code)):
+        if len(values) != 256 or any(values[i] > values[i + 1] for i in range(255)):
+            raise ValueError("a code is 256 sorted values")
+        for i in range(256):
+            code[i] = values[i]
+        if fastopt_book_init(&BOOKS[b], code) != 0:
+            raise ValueError("the code is too fine for the quantiser's buckets")
+
+
+def quantize(float[::1] values, uint8_t[::1] codes, float[::1] scales, bint on_signed):
+    """8-bit codes and block scales of float32 ``values``, as 8-bit state stores them (on
+    the signed code, or the unsigned)."""
+    cdef Py_ssize_t n = values.shape[0], e, m, k
+    if codes.shape[0] != n or scales.shape[0] != (n + STAGE - 1) // STAGE:
+        raise ValueError("expected one code per value and one scale per block of them")
+    with nogil:
+        for k in range((n + STAGE - 1) // STAGE):
+            e = k * STAGE
+            m = n - e if n - e < STAGE else STAGE
+            scales[k] = fastopt_store_q8(&values[e], m, &BOOKS[0 if on_signed else 1], &codes[e])
+    return codes, scales
+
+
+def dequantize(const uint8_t[::1] codes, const float[::1] scales, float[::1] out,
+               bint on_signed):
+    """The float32 values that 8-bit codes and block scales stand for."""
+    cdef Py_ssize_t n = codes.shape[0], e, m, k
+    if out.shape[0] != n or scales.shape[0] != (n + STAGE - 1) // STAGE:
+        raise ValueError("expected one value per code and one scale per block of them")
+    with nogil:
+        for k in range((n + STAGE - 1) // STAGE):
+            e = k * STAGE
+            m = n - e if n - e < STAGE else STAGE
+            fastopt_load_q8(&codes[e], scales[k], &BOOKS[0 if on_signed else 1], &out[e], m)
+    return out
 
 
 cdef class SegmentTable:
@@ -206,9 +248,26 @@ cdef class SegmentTable:
         other.bound = self.bound
         return other
 
+    def without_state(self):
+        """This table's parameters, with their rounding, compensation and stochastic stream,
+        and none of its state: for a pass that updates the parameters only (the ``axpy`` of a
+        rule of matrices), which must not load and store state it does not use (8-bit state
+        requantised from its own codes would drift)."""
+        cdef Py_ssize_t s
+        cdef SegmentTable other = SegmentTable(
+            [<uintptr_t>self.t.param[s] for s in range(self.t.nseg)],
+            [self.t.length[s] for s in range(self.t.nseg)], self.t.param_type)
+        other.t.rounding = self.t.rounding
+        memcpy(other.t.comp, self.t.comp, self.t.nseg * sizeof(char*))
+        memcpy(other.t.parameter, self.t.parameter, self.t.nseg * sizeof(uint64_t))
+        other.t.seed, other.t.step = self.t.seed, self.t.step
+        other.t.policy = self.t.policy
+        return other
+
     def set_state(self, int role, addresses, int storage=-1):
         """Point state role ``role`` at one address per segment (each segment's length of
-        elements, of ``storage``: by default the compute type), or unset it with None."""
+        elements, of ``storage``: by default the compute type; 8-bit codes are followed by
+        their blocks' scales), or unset it with None."""
         cdef Py_ssize_t s
         if not 0 <= role < MAX_ROLES:
             raise ValueError(f"role must be in [0, {MAX_ROLES}), got {role}")
@@ -218,7 +277,7 @@ cdef class SegmentTable:
             return
         if len(addresses) != self.t.nseg:
             raise ValueError(f"expected {self.t.nseg} state addresses, got {len(addresses)}")
-        storage = self.t.dtype if storage < 0 else check_storage(storage)
+        storage = self.t.dtype if storage < 0 else check_storage(storage, True)
         if (self.t.dtype == FLOAT64) != (storage == FLOAT64):
             raise ValueError("float64 state goes with float64 parameters, and only with them")
         self.t.state_type[role] = storage

@@ -18,7 +18,7 @@ import fastopt
 from fastopt import reference
 from fastopt._kernels import kernels
 
-from .optimizers import ACCESS, OPTIONS, torch_class
+from .optimizers import ACCESS, OPTIONS, case_shape, torch_class
 from .timing import medians, ratio, run_rounds
 
 CHECK_STEPS = 5
@@ -45,8 +45,9 @@ class Result:
 def torch_step(name: str, param: np.ndarray,
                grad: np.ndarray) -> tuple[Callable[[], Any], str] | None:
     """torch's step over a copy of ``param`` with gradient ``grad``, on its fastest CPU path
-    (``fused=True`` where torch has a fused CPU kernel, else ``foreach=True``), and the path's
-    name; None where torch is not installed or lacks the optimizer."""
+    (``fused=True`` where torch has a fused CPU kernel, else ``foreach=True``, else its only
+    one: Muon's), and the path's name; None where torch is not installed or lacks the
+    optimizer."""
     cls = torch_class(name)
     if cls is None:
         return None
@@ -54,9 +55,9 @@ def torch_step(name: str, param: np.ndarray,
 
     p = torch.from_numpy(param.copy()).requires_grad_()
     p.grad = torch.from_numpy(grad.copy())
-    for path in ("fused", "foreach"):
+    for path in ("fused", "foreach", "default"):
         try:
-            opt = cls([p], **OPTIONS[name], **{path: True})
+            opt = cls([p], **OPTIONS[name], **({} if path == "default" else {path: True}))
             opt.step()
         except (RuntimeError, TypeError, ValueError):
             continue
@@ -77,11 +78,13 @@ def max_rel_deviation(name: str, param: np.ndarray, grads: list[np.ndarray]) -> 
 
 
 def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) -> Result:
-    """One optimizer over one flat tensor of ``size`` elements of ``dtype``: ``rounds`` rounds
-    of samples lasting ``budget`` seconds each, and the deviation check."""
+    """One optimizer over one tensor of ``size`` elements of ``dtype`` (flat, or a matrix for a
+    rule of matrices: :func:`~fastopt.bench.optimizers.case_shape`): ``rounds`` rounds of
+    samples lasting ``budget`` seconds each, and the deviation check."""
     rng = np.random.default_rng(0)
-    param = rng.standard_normal(size, dtype=np.float64).astype(dtype)
-    grad = rng.standard_normal(size, dtype=np.float64).astype(dtype)
+    shape = case_shape(name, size)
+    param = rng.standard_normal(shape, dtype=np.float64).astype(dtype)
+    grad = rng.standard_normal(shape, dtype=np.float64).astype(dtype)
     check_grads = [grad * (0.5 + k) for k in range(CHECK_STEPS)]
     deviation = max_rel_deviation(name, param, check_grads)
     del check_grads

@@ -36,7 +36,7 @@ class Engine:
         self.kernel = kernels.KERNELS.index(rule.kernel)
         self.step_dtype = np.dtype(step_dtype)
         self.groups: list[Group] = []
-        self.memo = HyperMemo(rule)
+        self.memo = HyperMemo(rule, self.fixed)
         self.changes = [0]  # counts every change of any group's state memory (Group.version)
 
     def add_group(self, slots: list[Slot], h: Hypers, members: Iterable[int] | None = None) -> Group:
@@ -53,6 +53,11 @@ class Engine:
                 group.ensure(run, run.slots, at_construction, h)
         self.groups.append(group)
         return group
+
+    def fixed(self, g: int, h: Hypers) -> None:
+        """Refuse changed storage options: a group's are those it was laid out with."""
+        if g < len(self.groups):
+            self.groups[g].storage.check_same(f"param_groups[{g}]", storage_of(h))
 
     @property
     def version(self) -> int:

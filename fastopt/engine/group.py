@@ -19,7 +19,7 @@ from .._kernels import kernels
 from ..flat import aligned_offsets, aligned_zeros
 from ..rules import Rule
 from ..rules.base import Hypers
-from ..rules.storage import COMPENSATION, Storage
+from ..rules.storage import COMPENSATION, Q8, Storage, blocks, scale_key, state_nbytes
 from .matrix import matrix_step
 
 _NOTHING: frozenset[str] = frozenset()
@@ -125,6 +125,10 @@ class Group:
         self.storage = storage
         self.index = index  # the group's place in its engine: its parameters' rounding streams
         self.roles = (*rule.role_names, COMPENSATION)  # every role a buffer may be laid out for
+        # A stochastically rounded parameter's stream is keyed by its step, so it is counted
+        # (and saved) even where the rule itself keeps no count (SGD's).
+        self.counts_steps = rule.counts_steps or any(
+            storage.rounding_of(slot.dtype) == "stochastic" for slot in slots)
         n = len(slots)
         self.steps = np.zeros(n, step_dtype)
         self.scalars = {s.name: np.full(n, s.initial, s.dtype) for s in rule.scalars}
@@ -156,7 +160,7 @@ class Group:
 
     def has_state(self, s: int) -> bool:
         """Whether the parameter has state, as torch would have an entry for it."""
-        return bool(self.live[s]) or (self.rule.counts_steps and self.steps[s] > 0)
+        return bool(self.live[s]) or (self.counts_steps and self.steps[s] > 0)
 
     # ------------------------------------------------------------------ layout
     def lay_out(self, members: Iterable[int]) -> None:
@@ -185,7 +189,11 @@ class Group:
         return self.storage.state(role, self.slots[s].dtype)
 
     def nbytes_of(self, s: int, role: str) -> int:
-        return self.slots[s].size * self.dtype_of(s, role).itemsize
+        return state_nbytes(self.dtype_of(s, role), self.slots[s].size)
+
+    def signed(self, role: str) -> bool:
+        """Whether 8-bit state of ``role`` takes the signed code."""
+        return role == COMPENSATION or not self.rule.role(role).nonnegative
 
     def rebuild(self) -> None:
         """New tables over the members' current memory (after a parameter moved)."""
@@ -214,13 +222,83 @@ class Group:
             if self.storage.rounding_of(self.slots[slots[0]].dtype) == "kahan":
                 table.set_rounding(kernels.ROUNDING["kahan"], addresses)
             return
+        dtype = self.dtype_of(slots[0], role)
         table.set_state(self.rule.slot(role), addresses,
-                        kernels.DTYPE_CODES[self.dtype_of(slots[0], role).name])
+                        kernels.Q8_CODES[self.signed(role)] if dtype == Q8
+                        else kernels.DTYPE_CODES[dtype.name])
 
     def view(self, s: int, role: str) -> np.ndarray:
-        """Parameter ``s``'s slice of ``role``'s buffer: 1-D, of the role's storage dtype."""
-        start = self.offsets[role][s]
-        return self.buffers[role][start:start + self.nbytes_of(s, role)].view(self.dtype_of(s, role))
+        """Parameter ``s``'s values of ``role`` as stored: 1-D, of the role's storage dtype
+        (8-bit state: its codes)."""
+        start, dtype = self.offsets[role][s], self.dtype_of(s, role)
+        return self.buffers[role][start:start + self.slots[s].size * dtype.itemsize].view(dtype)
+
+    def scales(self, s: int, role: str) -> np.ndarray:
+        """The float32 block scales of parameter ``s``'s 8-bit ``role``, after its codes."""
+        size = self.slots[s].size
+        start = self.offsets[role][s] + -(-size // 4) * 4
+        return self.buffers[role][start:start + 4 * blocks(size)].view(np.float32)
+
+    def views(self, s: int, role: str) -> dict[str, np.ndarray]:
+        """Parameter ``s``'s arrays of ``role`` as its state entry holds them: the values, or,
+        kept in 8 bits, the codes and (under ``scale_key(role)``) the blocks' scales."""
+        if self.dtype_of(s, role) == Q8:
+            return {role: self.view(s, role), scale_key(role): self.scales(s, role)}
+        return {role: self.view(s, role)}
+
+    def accepts(self, s: int, key: str) -> tuple[tuple[np.dtype, ...], tuple[int, ...] | None]:
+        """The dtypes and the shape (None: the parameter's) that a loaded state entry's array
+        under ``key`` may have: the role's storage; for 8-bit state, its codes, or float32
+        values to quantise; an 8-bit role's scales: float32, one per block."""
+        for role in self.roles:
+            if key == scale_key(role) and self.dtype_of(s, role) == Q8:
+                return (np.dtype(np.float32),), (blocks(self.slots[s].size),)
+        if key not in self.roles:
+            return (), None
+        dtype = self.dtype_of(s, key)
+        return ((Q8, np.dtype(np.float32)) if dtype == Q8 else (dtype,)), None
+
+    def check_loaded(self, s: int, where: str, keys: Iterable[str], codes: Iterable[str]) -> None:
+        """Refuse a loaded entry (its arrays' ``keys``; ``codes``: those holding uint8) that has
+        an 8-bit role's codes without their scales, or scales without codes."""
+        keys, codes = set(keys), set(codes)
+        for role in self.roles:
+            if self.dtype_of(s, role) != Q8 or not {role, scale_key(role)} & keys:
+                continue
+            if (role in codes) != (scale_key(role) in keys):
+                raise ValueError(f"{where}: 8-bit state {role!r} takes its codes with their "
+                                 f"scales ({scale_key(role)!r}), or float32 values alone")
+
+    def put_loaded(self, s: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Copy a checked entry's arrays (NumPy, in the parameter's memory order) in."""
+        for key, value in arrays.items():
+            if key in self.roles:
+                if self.dtype_of(s, key) == Q8 and value.dtype != Q8:
+                    self.put(s, key, value.reshape(-1))
+                else:
+                    self.view(s, key)[...] = value.reshape(-1)
+            else:
+                role = next(r for r in self.roles if scale_key(r) == key)
+                self.scales(s, role)[...] = value
+
+    def put(self, s: int, role: str, values: np.ndarray) -> None:
+        """Set parameter ``s``'s ``role`` to ``values`` (1-D, its size; rounded to nearest,
+        or quantised, into the role's storage)."""
+        if self.dtype_of(s, role) == Q8:
+            kernels.quantize(np.ascontiguousarray(values, np.float32), self.view(s, role),
+                             self.scales(s, role), self.signed(role))
+        else:
+            self.view(s, role)[...] = values
+
+    def fill(self, s: int, role: str, value: float) -> None:
+        """Set every element of parameter ``s``'s ``role`` to ``value``."""
+        if self.dtype_of(s, role) == Q8:  # every block is quantised alike
+            codes, scales = np.zeros(1, np.uint8), np.zeros(1, np.float32)
+            kernels.quantize(np.full(1, value, np.float32), codes, scales, self.signed(role))
+            self.view(s, role).fill(codes[0])
+            self.scales(s, role).fill(scales[0])
+        else:
+            self.view(s, role).fill(value)
 
     def nbytes(self) -> int:
         return sum(buffer.nbytes for buffer in self.buffers.values())
@@ -237,9 +315,10 @@ class Group:
         for role in fresh:
             zeroed = self.allocate(role)
             value = 0.0 if role == COMPENSATION else self.rule.role(role).start(h)
-            if value != 0 or not zeroed:
+            # Zeroed 8-bit codes are the code's first value, not its zero.
+            if value != 0 or not zeroed or self.dtype_of(slots[0], role) == Q8:
                 for s in slots:
-                    self.view(s, role).fill(value)
+                    self.fill(s, role, value)
         joined = live | fresh
         for s in slots:
             self.live[s] = joined
@@ -273,18 +352,18 @@ class Group:
                            () if self.rule.matrix is None else [self.slots[s] for s in slots])
         if table is run.table and run.uniform:  # the whole run, as one (the usual case)
             if run.everyone:
-                if self.rule.counts_steps:
+                if self.counts_steps:
                     steps.fill(t)
                 for name, value in scalars.items():
                     self.scalars[name].fill(value)
                 return
-            if self.rule.counts_steps:
+            if self.counts_steps:
                 steps[run.where] = t
             for name, value in scalars.items():
                 self.scalars[name][run.where] = value
             return
         where = np.array(slots)
-        if self.rule.counts_steps:
+        if self.counts_steps:
             steps[where] = t
         for name, value in scalars.items():
             self.scalars[name][where] = value
@@ -293,12 +372,15 @@ class Group:
     # ------------------------------------------------------------------ state
     def entry(self, s: int) -> tuple[int, dict[str, np.floating], dict[str, np.ndarray]]:
         """(step, scalars, role -> view) of parameter ``s``."""
-        return (int(self.steps[s]), {name: v[s] for name, v in self.scalars.items()},
-                {role: self.view(s, role) for role in self.roles if role in self.live[s]})
+        arrays: dict[str, np.ndarray] = {}
+        for role in self.roles:
+            if role in self.live[s]:
+                arrays.update(self.views(s, role))
+        return int(self.steps[s]), {name: v[s] for name, v in self.scalars.items()}, arrays
 
     def load(self, s: int, step: int, scalars: Mapping[str, Any], roles: Iterable[str]) -> None:
-        """Set parameter ``s``'s status; the front end then copies the arrays of ``roles`` into
-        :meth:`view` (buffers are allocated here, the values are the caller's)."""
+        """Set parameter ``s``'s status; the front end then copies the arrays of ``roles`` in
+        (:meth:`put_loaded`; buffers are allocated here, the values are the caller's)."""
         roles = frozenset(roles)
         if roles and s not in self.placed:
             self.lay_out([s])

@@ -8,7 +8,8 @@ Three passes, each where its arithmetic belongs:
    (``SegmentTable.with_params``), so the parameters themselves are not touched;
 2. the rule's ``transform`` turns each parameter's work matrix, in place, into its update
    (Muon: the Newton–Schulz iteration through BLAS matrix products, times its learning rate);
-3. the ``axpy`` kernel adds the updates over the parameters' own table,
+3. the ``axpy`` kernel adds the updates over the parameters' own table without its state
+   (``SegmentTable.without_state``: 8-bit state loaded and stored again would drift),
    ``p ← decay · p + update``, storing low-precision parameters as their storage options say,
    as every rule's kernel does.
 
@@ -45,8 +46,9 @@ def matrix_step(rule: Rule, kernel: int, table: Any, args: dict[str, Any], mask:
     kernels.run(table.with_params(addresses, storage), kernel, args, mask)
     for slot, offset in zip(slots, offsets):
         rule.matrix.transform(h, matrix_view(work, offset, slot, compute))
-    table.bind_grad_addresses(addresses, storage)
-    kernels.run(table, AXPY, {"decay": rule.matrix.decay(h), "scale": 1.0}, 0)
+    params = table.without_state()
+    params.bind_grad_addresses(addresses, storage)
+    kernels.run(params, AXPY, {"decay": rule.matrix.decay(h), "scale": 1.0}, 0)
 
 
 def matrix_view(buffer: np.ndarray, offset: int, slot: Slot, dtype: np.dtype) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from operator import is_, itemgetter
 from typing import Any
 
@@ -29,8 +29,9 @@ class HyperMemo:
     ``lr`` that a schedule fills in place, or a new value equal to the old, is checked again.
     """
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule, verify: Callable[[int, Hypers], None] | None = None) -> None:
         self.rule = rule
+        self.verify = verify  # verify(g, h): what the group's owner refuses besides the rule
         self.keys = tuple(h.name for h in rule.hypers if not h.optional)
         self.optional = tuple((h.name, h.default) for h in rule.hypers if h.optional)
         required = itemgetter(*self.keys) if len(self.keys) > 1 else (
@@ -48,6 +49,8 @@ class HyperMemo:
         if checked is not None and all(map(is_, values, checked[0])):
             return checked[1]
         h = self.rule.check_group(group)
+        if self.verify is not None:
+            self.verify(g, h)
         roles = self.rule.roles_used(h)
         result = h, roles, self.rule.role_mask(roles), self.rule.sign(h)
         if _immutable(values):

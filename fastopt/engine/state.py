@@ -1,7 +1,8 @@
 """Checking one parameter's saved state against a rule, whoever saved it.
 
 A state entry is torch's per-parameter dict: ``step`` (for rules that count steps), scalar
-state (NAdam's ``mu_product``) and one array per state role in use. The front ends turn their
+state (NAdam's ``mu_product``) and one array per state role in use (for a role kept in 8 bits,
+its codes and, under ``<role>_absmax``, its blocks' scales). The front ends turn their
 own objects into numbers and arrays (``number``, ``array``); what an entry must hold is checked
 here, once, for both.
 """
@@ -16,7 +17,7 @@ import numpy as np
 from .. import validation
 from ..rules import Rule
 from ..rules.base import Hypers
-from ..rules.storage import COMPENSATION
+from ..rules.storage import COMPENSATION, scale_key
 
 
 class Loaded(NamedTuple):
@@ -32,8 +33,10 @@ EMPTY = Loaded(0, {}, {})
 
 def check_entry(rule: Rule, where: str, entry: Any, h: Hypers,
                 number: Callable[[str, Any], Any],
-                array: Callable[[str, str, Any], Any], strict: bool = True) -> Loaded:
-    """Check a parameter's entry for steps with hyper-parameters ``h``.
+                array: Callable[[str, str, Any], Any], strict: bool = True,
+                counts_steps: bool | None = None) -> Loaded:
+    """Check a parameter's entry for steps with hyper-parameters ``h``, in a group that counts
+    steps if ``counts_steps`` (default: if the rule does; see ``Group.counts_steps``).
 
     ``number(name, value)`` returns the plain number a value holds (a 0-d tensor's, say);
     ``array(name, role, value)`` returns the value as the front end will copy it, or raises.
@@ -43,8 +46,9 @@ def check_entry(rule: Rule, where: str, entry: Any, h: Hypers,
     """
     if not isinstance(entry, Mapping):
         raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
-    allowed = {*rule.role_names, COMPENSATION, *(s.name for s in rule.scalars),
-               *(("step",) if rule.counts_steps else ())}
+    counts_steps = rule.counts_steps if counts_steps is None else counts_steps
+    keys = (*rule.role_names, COMPENSATION, *map(scale_key, rule.role_names))
+    allowed = {*keys, *(s.name for s in rule.scalars), *(("step",) if counts_steps else ())}
     if not allowed & set(entry):
         if strict and entry:
             raise ValueError(f"{where}: unknown state entries {sorted(entry, key=str)}; "
@@ -55,7 +59,7 @@ def check_entry(rule: Rule, where: str, entry: Any, h: Hypers,
         raise ValueError(f"{where}: unknown state entries {sorted(unknown, key=str)}; expected "
                          f"some of {sorted(allowed)}")
     step = 0
-    if rule.counts_steps:
+    if counts_steps:
         if "step" not in entry:
             raise ValueError(f"{where}: the state entry 'step' is missing")
         step = validation.step_count(f"{where}['step']", number(f"{where}['step']", entry["step"]))
@@ -66,8 +70,8 @@ def check_entry(rule: Rule, where: str, entry: Any, h: Hypers,
             scalars[spec.name] = spec.check(name, number(name, entry[spec.name]))
         elif step:
             raise ValueError(f"{where}: the state entry {spec.name!r} is missing")
-    arrays = {role: array(f"{where}[{role!r}]", role, entry[role])
-              for role in (*rule.role_names, COMPENSATION) if entry.get(role) is not None}
+    arrays = {key: array(f"{where}[{key!r}]", key, entry[key])
+              for key in keys if entry.get(key) is not None}
     # A rule that counts steps has all its state from its first step on; SGD's momentum
     # buffer may be absent (it then starts as the next gradient).
     missing = set(rule.roles_used(h)) - set(arrays) if step else set()

@@ -19,6 +19,7 @@ from .._kernels import kernels
 from ..engine import Engine, Run, Slot, check_entry
 from ..flat import Layout, first_overlap
 from ..rules import Rule
+from ..rules.storage import storage_of
 
 
 class Optimizer:
@@ -184,9 +185,11 @@ class Optimizer:
                 if not engine_group.has_state(k):
                     continue  # no state yet (torch has no entry either)
                 step, scalars, arrays = engine_group.entry(k)
-                entry: dict[str, Any] = {"step": step} if self.rule.counts_steps else {}
+                entry: dict[str, Any] = {"step": step} if engine_group.counts_steps else {}
                 entry.update(scalars)  # NumPy scalars: immutable, no copy needed
-                entry.update({role: a.reshape(p.shape).copy() for role, a in arrays.items()})
+                # Arrays of the parameter's size take its shape (8-bit scales are per block).
+                entry.update({key: (a.reshape(p.shape) if key in engine_group.roles else a).copy()
+                              for key, a in arrays.items()})
                 state[start + k] = entry
         return {"state": state, "param_groups": groups}
 
@@ -200,9 +203,9 @@ class Optimizer:
         self._engine.memo.forget()
         for engine_group, group_entries in zip(self._engine.groups, entries):
             for k, loaded in enumerate(group_entries):
-                engine_group.load(k, loaded.step, loaded.scalars, loaded.arrays)
-                for role, source in loaded.arrays.items():
-                    engine_group.view(k, role)[...] = source.reshape(-1)
+                engine_group.load(k, loaded.step, loaded.scalars,
+                                  [key for key in loaded.arrays if key in engine_group.roles])
+                engine_group.put_loaded(k, loaded.arrays)
             engine_group.settle()
 
     def _check_state_dict(self, sd: Any) -> tuple[list[dict[str, Any]], list[list[Any]]]:
@@ -230,17 +233,29 @@ class Optimizer:
             group = dict(saved)
             h = self.rule.check_group(group)
             self.rule.canonical(group, h)
+            engine_group = self._engine.groups[g]
+            engine_group.storage.check_same(where, storage_of(h))
             group_entries = []
             for k, (index, param) in enumerate(zip(saved["params"], current["params"])):
                 if index in seen:
                     raise ValueError(f"{where}['params'][{k}]: parameter index {index!r} appears twice")
                 seen.add(index)
 
-                def array(name: str, role: str, value: Any, param: np.ndarray = param) -> np.ndarray:
-                    return validation.like(name, value, param, "its parameter", writable=False)
+                def array(name: str, key: str, value: Any, param: np.ndarray = param,
+                          k: int = k) -> np.ndarray:
+                    dtypes, shape = engine_group.accepts(k, key)
+                    value = validation.array(name, value, writable=False, dtypes=dtypes)
+                    expected = param.shape if shape is None else shape
+                    if value.shape != expected:
+                        raise ValueError(f"{name}: expected shape {expected}, got {value.shape}")
+                    return value
 
-                group_entries.append(check_entry(self.rule, f"state_dict['state'][{index!r}]",
-                                                 state.get(index, {}), h, _plain, array))
+                where = f"state_dict['state'][{index!r}]"
+                loaded = check_entry(self.rule, where, state.get(index, {}), h, _plain, array,
+                                     counts_steps=engine_group.counts_steps)
+                engine_group.check_loaded(k, where, loaded.arrays, [
+                    key for key, a in loaded.arrays.items() if a.dtype == np.uint8])
+                group_entries.append(loaded)
             groups.append(group)
             entries.append(group_entries)
         unknown = set(state) - seen

@@ -33,9 +33,9 @@ from ..rules import RULES
 from .optimizer import ReferenceOptimizer, reference_class
 from .state import State, zeros_on_first_use
 
-# Every module of this package but these two holds rules' functions, named in its __all__.
+# Every module of this package but these holds rules' functions, named in its __all__.
 _MODULES = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
-            if m.name not in ("optimizer", "state")]
+            if m.name not in ("optimizer", "state", "storage")]
 FUNCTIONS = {name: getattr(module, name) for module in _MODULES for name in module.__all__}
 globals().update(FUNCTIONS)
 CLASSES = {name: reference_class(rule) for name, rule in RULES.items()}

@@ -31,18 +31,20 @@ def bfloat16(values) -> np.ndarray:
 
 
 def newton_schulz(update: np.ndarray, coefficients, steps: int, eps: float) -> np.ndarray:
-    """torch's ``_zeropower_via_newtonschulz``: every value rounded to bfloat16, each matrix
-    product (``@``, ``addmm``) computed in float32 and rounded once."""
+    """torch's ``_zeropower_via_newtonschulz`` on the CPU: every value rounded to bfloat16,
+    each matrix product summed in float32; ``addmm(C, A, B, beta=β, alpha=α)`` as
+    round(fma(β, C, float32(α · A B))), the fused multiply-add taken in float64."""
     a, b, c = (np.float32(k) for k in coefficients)
     x = bfloat16(update)
     transposed = x.shape[0] > x.shape[1]
     if transposed:  # a copy in C order: a BLAS's float32 sums follow its operands' layout
         x = np.ascontiguousarray(x.T)
-    x = bfloat16(x / max(bfloat16(np.linalg.norm(x)), bfloat16(eps)))
-    for _ in range(steps):
-        gram = bfloat16(x @ x.T)
-        gram_update = bfloat16(b * gram + c * (gram @ gram))
-        x = bfloat16(a * x + gram_update @ x)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        x = bfloat16(x / max(bfloat16(np.linalg.norm(x)), bfloat16(eps)))
+        for _ in range(steps):
+            gram = bfloat16(x @ x.T)
+            gram_update = bfloat16(float(b) * gram.astype(np.float64) + c * (gram @ gram))
+            x = bfloat16(float(a) * x.astype(np.float64) + gram_update @ x)
     return x.T if transposed else x
 
 

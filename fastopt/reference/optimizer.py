@@ -13,7 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..rules import Rule
+from ..rules.storage import COMPENSATION, LOW, Q8, Storage, scale_key, storage_of
 from .state import State
+from .storage import (compute_dtype, dequantize, quantize, round_stochastic, store_kahan,
+                      stream_key)
 
 
 class ReferenceOptimizer:
@@ -63,11 +66,20 @@ class ReferenceOptimizer:
             group["betas"] = tuple(group["betas"])
         self.param_groups.append(group)
         h = self.rule.check_group(group)
+        stored = storage_of(h)
         for param in group["params"]:
             # Roles torch creates with the optimizer (Adagrad's sum), from their initial value.
-            self.state.append({role: np.full_like(param, self.rule.role(role).start(h))
-                               for role in self.rule.roles_at_construction(h)})
+            state: State = {}
+            for role in self.rule.roles_at_construction(h):
+                _store(state, role, np.full(param.shape, self.rule.role(role).start(h),
+                                            compute_dtype(param.dtype)),
+                       stored.state(role, param.dtype), self._signed(role))
+            self.state.append(state)
             self.step_counts.append(0)
+
+    def _signed(self, role: str) -> bool:
+        """Whether the role's 8-bit state takes the signed code."""
+        return not self.rule.role(role).nonnegative
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
         """Apply one update to every parameter; ``grads`` in parameter order."""
@@ -77,19 +89,78 @@ class ReferenceOptimizer:
             raise ValueError(f"grads: expected {len(params)} gradients, got {len(grads)}")
         for i, (param, grad) in enumerate(zip(params, grads)):
             # NumPy would broadcast a wrong shape and upcast a wrong dtype without a word.
-            if grad.shape != param.shape or grad.dtype != param.dtype:
+            low = param.dtype == np.float32 and grad.dtype.name in LOW
+            if grad.shape != param.shape or (grad.dtype != param.dtype and not low):
                 raise ValueError(
                     f"grads[{i}]: expected shape {param.shape} and dtype {param.dtype}, "
                     f"got shape {grad.shape} and dtype {grad.dtype}")
         function, keywords, i = self._function(), self._keywords, 0
-        for group in self.param_groups:
+        for g, group in enumerate(self.param_groups):
             # The rule's own keywords: Adagrad's takes no initial_accumulator_value, SGD's no step.
             hypers = {name: group[name] for name in self.defaults if name in keywords}
-            for param in group["params"]:
+            h = self.rule.check_group(group)
+            stored = storage_of(h)
+            for j, param in enumerate(group["params"]):
                 self.step_counts[i] += 1
-                step = {"step": self.step_counts[i]} if "step" in keywords else {}
-                function(param, grads[i], self.state[i], **step, **hypers)
+                t = self.step_counts[i]
+                step = {"step": t} if "step" in keywords else {}
+                self._start(self.state[i], param, h, stored)
+                self._stepped(function, param, grads[i], self.state[i], stored,
+                              stream_key(stored.seed, t, g << 32 | j), **step, **hypers)
                 i += 1
+
+    def _start(self, state: State, param: np.ndarray, h: Any, stored: Storage) -> None:
+        """Roles used for the first time that start from a value other than 0 (Rprop's step
+        size), stored before the step reads them, as they are kept."""
+        for role in self.rule.roles_used(h):
+            value = self.rule.role(role).start(h)
+            if role not in state and value != 0:
+                _store(state, role, np.full(param.shape, value, compute_dtype(param.dtype)),
+                       stored.state(role, param.dtype), self._signed(role))
+
+    def _stepped(self, function: Callable[..., None], param: np.ndarray, grad: np.ndarray,
+                 state: State, stored: Storage, key: int, **keywords: Any) -> None:
+        """``function`` run on ``param``'s values in its compute dtype, and the results stored
+        as ``stored`` says: state rounded to nearest or quantised, the parameter as its
+        rounding says (stochastic rounding drawing from the stream ``key``)."""
+        compute = compute_dtype(param.dtype)
+        work = param.astype(compute)
+        values: State = {}
+        for k, v in state.items():
+            if k == COMPENSATION or k in {scale_key(role) for role in state}:
+                continue
+            if isinstance(v, np.ndarray) and v.dtype == Q8:
+                values[k] = dequantize(v, state[scale_key(k)], self._signed(k))
+            else:
+                values[k] = v.astype(compute) if isinstance(v, np.ndarray) else v
+        function(work, grad.astype(compute), values, **keywords)
+        for k, v in values.items():
+            if isinstance(v, np.ndarray):
+                _store(state, k, v, stored.state(k, param.dtype), self._signed(k))
+            else:
+                state[k] = v
+        _round(param, work, state, stored, key)
+
+
+def _store(state: State, role: str, values: np.ndarray, storage: np.dtype, signed: bool) -> None:
+    """``state[role]`` ← ``values`` in ``storage``: rounded to nearest, or quantised (codes,
+    and their blocks' scales beside them)."""
+    if storage == Q8:
+        state[role], state[scale_key(role)] = quantize(values, signed)
+    else:
+        state[role] = values.astype(storage)
+
+
+def _round(param: np.ndarray, work: np.ndarray, state: State, stored: Storage, key: int) -> None:
+    """``param`` ← ``work`` (its new value, in the compute dtype) as its rounding says."""
+    rounding = stored.rounding_of(param.dtype)
+    if rounding == "stochastic":
+        param[...] = round_stochastic(work, key)
+    elif rounding == "kahan":
+        comp = state.setdefault(COMPENSATION, np.zeros_like(param))
+        store_kahan(param.astype(np.float32), work, param, comp)
+    else:
+        param[...] = work
 
 
 def reference_class(rule: Rule) -> type[ReferenceOptimizer]:

@@ -50,7 +50,8 @@ class Role:
     ``used(h)`` says whether steps with hyper-parameters ``h`` read and write it; ``initial``
     is the value it starts from (a number, or a function of the checked hyper-parameters);
     ``at_construction`` creates it with the optimizer, before any step, as torch's Adagrad
-    does. The kernel receives the used roles in the rule's order as ``state[0..]``.
+    does; a ``nonnegative`` role (a second moment) is quantised on the unsigned code, of
+    twice the resolution, when it is kept in 8 bits. The kernel receives the used roles in the rule's order as ``state[0..]``.
     """
 
     name: str
@@ -58,6 +59,7 @@ class Role:
     initial: float | Callable[[Hypers], float] = 0.0
     at_construction: bool = False
     when: str = ""  # ``used`` in words, for the docs ("amsgrad", "momentum ≠ 0")
+    nonnegative: bool = False  # never below 0 (second moments): 8-bit state's unsigned code
 
     def start(self, h: Hypers) -> float:
         return float(self.initial(h) if callable(self.initial) else self.initial)
@@ -190,10 +192,10 @@ class Rule:
         return h
 
     def canonical(self, group: dict[str, Any], h: Hypers) -> None:
-        """Store checked pairs and tuples in their canonical form: ``betas`` as a tuple of
-        floats, as torch stores it, whatever sequence was given."""
+        """Store checked pairs in their canonical form: ``betas`` as a tuple of floats, as torch
+        stores it, whatever sequence was given."""
         for hyper in self.hypers:
-            if isinstance(hyper.check, (validation.Pair, validation.Tuple)):
+            if isinstance(hyper.check, validation.Pair):
                 group[hyper.name] = getattr(h, hyper.name)
 
     # ------------------------------------------------------------------ state

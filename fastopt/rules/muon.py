@@ -50,6 +50,7 @@ B ← lerp(B, G, 1 − μ)                 i.e. B ← μ B + (1 − μ) G; B₀ 
 U ← lerp(G, B, μ)  (nesterov),  U ← B  (otherwise)
 X ← U / max(‖U‖_F, ε)  in bfloat16, transposed if U has more rows than columns
 X ← a X + (b A + c A²) X,  A = X Xᵀ   ns_steps times, (a, b, c) = ns_coefficients, bfloat16
+                                      (each addmm as torch's CPU one: fma(β, C, fl32(α A B)))
 γ' = γ √max(1, rows / cols)  ("original"),  0.2 γ √max(rows, cols)  ("match_rms_adamw")
 p ← p · (1 − γ λ) − γ' X""",
     hypers=(
@@ -58,7 +59,7 @@ p ← p · (1 − γ λ) − γ' X""",
         Hyper("momentum", 0.95, NON_NEGATIVE),
         Hyper("nesterov", True, FLAG),
         Hyper("ns_coefficients", NS_COEFFICIENTS,
-              validation.Tuple(validation.Real(low=-math.inf), 3)),
+              validation.Tuple(validation.Real(low=-math.inf), count=3)),
         Hyper("eps", 1e-7, NON_NEGATIVE),
         Hyper("ns_steps", 5, validation.Integer(0, maximum=99)),  # torch: "less than 100"
         Hyper("adjust_lr_fn", None, validation.Optional(validation.Choice(ADJUSTMENTS))),

@@ -63,7 +63,7 @@ p ← p − γ (1 − μₜ) / (1 − Πₜ) · g / d − γ μₜ₊₁ / (1 �
         Hyper("decoupled_weight_decay", False, FLAG),
         maximize(),
     ),
-    roles=(Role("exp_avg"), Role("exp_avg_sq")),
+    roles=(Role("exp_avg"), Role("exp_avg_sq", nonnegative=True)),
     scalars=(Scalar("mu_product", 1.0, np.float32, 0.0, 1.0, _advance_mu_product),),
     kernel="nadam",
     kernel_args=_kernel_args,

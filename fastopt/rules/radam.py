@@ -39,7 +39,7 @@ p ← p − (m / (1 − β₁ᵗ)) · γ                                        
         Hyper("decoupled_weight_decay", False, FLAG),
         maximize(),
     ),
-    roles=(Role("exp_avg"), Role("exp_avg_sq")),
+    roles=(Role("exp_avg"), Role("exp_avg_sq", nonnegative=True)),
     kernel="radam",
     kernel_args=_kernel_args,
     reference="radam",

@@ -30,7 +30,7 @@ p ← p − γ g / d                                  (otherwise)""",
         maximize(),
     ),
     roles=(
-        Role("square_avg"),
+        Role("square_avg", nonnegative=True),
         Role("momentum_buffer", used=lambda h: h.momentum > 0, when="momentum > 0"),
         Role("grad_avg", used=lambda h: h.centered, when="centered"),
     ),

@@ -6,8 +6,9 @@ options only say how results are stored. Every rule takes them (as keyword argum
 entries):
 
 - ``state_dtype``: None (float64 state for float64 parameters, float32 for the others), one of
-  ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"float64"``, or a mapping from role names to
-  those (roles it leaves out take the default);
+  ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"float64"``, ``"8bit"`` (block-quantised:
+  one byte per element on the dynamic code, and a float32 scale per block of 256), or a
+  mapping from role names to those (roles it leaves out take the default);
 - ``rounding``: how bfloat16 and float16 parameters are stored: ``"nearest"`` (even),
   ``"stochastic"`` (bfloat16 only: unbiased, from a counter-based generator keyed by the seed,
   the step and the element), ``"kahan"`` (a compensation buffer of the parameter's dtype,
@@ -25,14 +26,21 @@ import numpy as np
 
 from .. import validation
 
-STATE_DTYPES = ("float32", "float64", "bfloat16", "float16")
+STATE_DTYPES = ("float32", "float64", "bfloat16", "float16", "8bit")
 ROUNDINGS = ("nearest", "stochastic", "kahan")
 COMPENSATION = "kahan_comp"  # optimi's name for the Kahan compensation buffer
 LOW = ("bfloat16", "float16")
 
 
+Q8 = np.dtype(np.uint8)  # the dtype of 8-bit state: its codes
+BLOCK = 256  # elements per 8-bit block, each with its float32 scale
+
+
 def dtype(name: str) -> np.dtype:
-    """The NumPy dtype of a storage type's name (bfloat16 is ml_dtypes')."""
+    """The NumPy dtype of a storage type's name (bfloat16 is ml_dtypes'; 8-bit state is kept
+    as uint8 codes)."""
+    if name == "8bit":
+        return Q8
     if name == "bfloat16":
         try:
             import ml_dtypes
@@ -41,6 +49,49 @@ def dtype(name: str) -> np.dtype:
                               "(pip install ml_dtypes)") from None
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
+
+
+def name_of(storage: np.dtype) -> str:
+    """A storage dtype's name, as ``state_dtype`` takes it."""
+    return "8bit" if storage == Q8 else storage.name
+
+
+def blocks(n: int) -> int:
+    """8-bit blocks of n elements."""
+    return -(-n // BLOCK)
+
+
+def scale_key(role: str) -> str:
+    """The state entry of an 8-bit role's block scales (each block's largest magnitude)."""
+    return f"{role}_absmax"
+
+
+def state_nbytes(storage: np.dtype, n: int) -> int:
+    """Bytes of n elements of state: 8-bit codes are followed, on a 4-byte boundary, by one
+    float32 scale per block."""
+    if storage == Q8:
+        return -(-n // 4) * 4 + 4 * blocks(n)
+    return n * storage.itemsize
+
+
+def dynamic_code(signed: bool) -> np.ndarray:
+    """The 256 values of the 8-bit dynamic code, sorted, as float32 (bitsandbytes' dynamic
+    map, from Dettmers' 8-bit approximations; here each value is computed in double and
+    rounded once).
+
+    For decades k = 0 .. 6, the midpoints of ``2^(k+s) + 1`` evenly spaced points from 0.1
+    to 1, times ``10^(k − 6)`` (``s`` = 0 signed, 1 unsigned), the signed code with each
+    negated too; then 0 and 1. The code's resolution is relative, as moments need: about 1%
+    of a value near 1, the same share of smaller ones down to 10⁻⁶ of a block's largest."""
+    values = [0.0, 1.0]
+    for k in range(7):
+        points = 2 ** (k + (0 if signed else 1)) + 1
+        ends = [0.1 + 0.9 * j / (points - 1) for j in range(points)]
+        means = [(a + b) / 2 * 10.0 ** (k - 6) for a, b in zip(ends, ends[1:])]
+        values += means + ([-m for m in means] if signed else [])
+    code = np.sort(np.array(values, dtype=np.float32))
+    assert code.size == 256
+    return code
 
 
 @dataclass(frozen=True)
@@ -113,8 +164,8 @@ class Storage:
                 if (self.state(role, param) == np.float64) != wide:
                     raise ValueError(
                         f"state_dtype: float64 state goes with float64 parameters and only "
-                        f"with them, got {self.state(role, param).name} state for {param.name} "
-                        "parameters")
+                        f"with them, got {name_of(self.state(role, param))} state for "
+                        f"{param.name} parameters")
             rounding = self.rounding
             if rounding not in (None, "nearest") and param.name not in LOW:
                 raise ValueError(f"rounding: {rounding!r} is for bfloat16 and float16 "
@@ -122,6 +173,20 @@ class Storage:
             if rounding == "stochastic" and param.name == "float16":
                 raise ValueError("rounding: 'stochastic' is for bfloat16 parameters; float16 "
                                  "ones take 'kahan' or 'nearest'")
+
+
+    def check_same(self, where: str, other: Storage) -> None:
+        """Refuse storage options other than these: state buffers are laid out, and
+        compensation buffers kept, for the options an optimizer was made with."""
+        for name in ("state_dtype", "rounding"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                raise ValueError(f"{where}['{name}']: the optimizer keeps its state as it was "
+                                 f"created, with {name}={_shown(mine)}, got {_shown(theirs)}")
+
+
+def _shown(value: Any) -> Any:
+    return dict(value) if isinstance(value, tuple) else value
 
 
 def storage_of(h: Any) -> Storage:
@@ -133,9 +198,8 @@ def hypers() -> tuple:
     """The storage options as keyword-only hyper-parameters, which every rule takes."""
     from .base import Hyper
 
-    # state_dtype is fixed when a group's state is laid out; the functional API's arrays are
-    # the caller's, of whatever dtype they are: for it the option is moot (initial_only).
-    return (Hyper("state_dtype", None, StateDtype(), keyword_only=True, initial_only=True,
-                  optional=True),
+    # All three are the optimizer classes' (the functional API steps float32 and float64
+    # arrays as they are), and fixed once a group's state is laid out but for the seed.
+    return (Hyper("state_dtype", None, StateDtype(), keyword_only=True, optional=True),
             Hyper("rounding", None, ROUNDING, keyword_only=True, optional=True),
-            Hyper("seed", 0, validation.Integer(), keyword_only=True, optional=True))
+            Hyper("seed", 0, validation.Integer(0, 2**64 - 1), keyword_only=True, optional=True))

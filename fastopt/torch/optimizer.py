@@ -17,6 +17,7 @@ import torch
 
 from ..engine import EMPTY, Engine, Group, Loaded, Run, check_entry
 from ..rules import Rule
+from ..rules.storage import COMPENSATION
 from ..rules.storage import hypers as storage_hypers
 from . import tensors
 from .state import Entry, LiveState
@@ -111,7 +112,9 @@ class Optimizer(torch.optim.Optimizer):
         for switch in _IMPLEMENTATION:
             if group.get(switch):
                 raise ValueError(f"{switch}: fastopt.torch supports only {switch}=False")
-        return self.rule.check_group(group)
+        h = self.rule.check_group(group)
+        self._engine.fixed(g, h)
+        return h
 
     def _refuse_shared_memory(self, new: list[torch.Tensor]) -> None:
         """Two parameters over the same memory would be stepped twice at once."""
@@ -235,11 +238,11 @@ class Optimizer(torch.optim.Optimizer):
         if not group.has_state(s):
             return {}
         views: dict[str, torch.Tensor] = {}
-        if self.rule.counts_steps:
+        if group.counts_steps:
             views["step"] = tensors.scalar_view(group.steps, s)
         for name, values in group.scalars.items():
             views[name] = tensors.scalar_view(values, s)
-        for role in self.rule.role_names:
+        for role in group.roles:
             if role in group.live[s]:
                 views[role] = tensors.state_view(group.view(s, role), t)
         return views
@@ -248,7 +251,7 @@ class Optimizer(torch.optim.Optimizer):
         """Whether ``entry`` holds exactly the engine's views (besides keys of its own)."""
         if not isinstance(entry, dict):
             return False
-        known = {"step", *self.rule.role_names, *(s.name for s in self.rule.scalars)}
+        known = {"step", COMPENSATION, *self.rule.role_names, *(s.name for s in self.rule.scalars)}
         return (known & entry.keys()) == views.keys() and all(
             entry[k] is v for k, v in views.items())
 
@@ -269,7 +272,7 @@ class Optimizer(torch.optim.Optimizer):
                 loaded = EMPTY if entry is None else check_entry(
                     self.rule, where, entry, h, tensors.number,
                     lambda name, role, value, p=p: tensors.state_tensor(name, value, p),
-                    strict=False)
+                    strict=False, counts_steps=engine_group.counts_steps)
                 if loaded is EMPTY and not engine_group.has_state(s):
                     continue
                 plans.append((g, s, loaded))  # EMPTY: state removed, it starts afresh as in torch
