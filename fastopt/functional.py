@@ -35,7 +35,7 @@ import numpy as np
 
 from . import rows, validation
 from ._kernels import kernels
-from .engine import run_rule
+from .engine import Slot, run_rule
 from .flat import first_overlap
 from .rules import RULES, Rule
 from .rules.base import Scalar
@@ -75,6 +75,8 @@ def _update(rule: Rule, param: np.ndarray, grad: np.ndarray, states: dict[str, A
         grad = sparse.values
     else:
         validation.like("grad", grad, param, "param", writable=False)
+    if rule.matrix is not None:
+        rule.matrix.check(rule.name, "param", param.shape)
     h = rule.check_group({**rule.defaults(**hypers), **progress})
     used = rule.roles_used(h)
     for role in used:
@@ -99,7 +101,7 @@ def _update(rule: Rule, param: np.ndarray, grad: np.ndarray, states: dict[str, A
     # caller's arrays are its state from the start.
     fresh = frozenset(rule.role_names) if rule.uses_step and step == 1 else frozenset()
     advanced = run_rule(rule, kernels.KERNELS.index(rule.kernel), table, h, step, values, fresh,
-                        rule.role_mask(used), rule.sign(h))
+                        rule.role_mask(used), rule.sign(h), [Slot.of(param)])
     for name, value in advanced.items():
         scalars[name][...] = value
     return None if rule.progress is None else rule.progress(h)

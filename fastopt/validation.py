@@ -175,6 +175,23 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Tuple(Pair):
+    """``count`` values, each meeting ``item`` (Muon's three ``ns_coefficients``); returned as
+    a tuple. A kind of Pair, so that groups keep it as a tuple of floats as they keep
+    ``betas``."""
+
+    count: int = 2
+
+    def __call__(self, name: str, value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, (tuple, list)) or len(value) != self.count:
+            raise TypeError(f"{name}: expected a tuple of {self.count}, got {value!r}")
+        return tuple(self.item(f"{name}[{i}]", v) for i, v in enumerate(value))
+
+    def describe(self) -> str:
+        return f"a tuple of {self.count}, each {self.item.describe()}"
+
+
+@dataclass(frozen=True)
 class Function:
     """A callable: a user's function (``lr_lambda``, ``scale_fn``), or ``None`` if optional."""
 

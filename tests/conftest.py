@@ -166,6 +166,12 @@ CONFIGS = [
        warmup_steps=10, r=0.5, weight_lr_power=1.0, maximize=True),
     # SparseAdam: row-sparse gradients (conftest.row_sparse); betas, eps, maximize
     _c("sparse-adam", "SparseAdam", lr=0.01, betas=(0.8, 0.99), eps=1e-6, maximize=True),
+    # Muon: Nesterov (default) or heavy ball, momentum, weight decay, its Newton–Schulz
+    # options, the lr adjustment (2-D parameters only: the suites' shapes go through
+    # shapes_for; its matrix products make it the costliest rule, hence two configurations)
+    _c("muon", "Muon", lr=0.02),
+    _c("muon-all", "Muon", lr=0.01, weight_decay=0.05, momentum=0.8, nesterov=False,
+       ns_coefficients=(3.4, -4.7, 2.0), eps=1e-4, ns_steps=6, adjust_lr_fn="match_rms_adamw"),
 ]
 CONFIG_IDS = [c.id for c in CONFIGS]
 CONFIG_BY_ID = {c.id: c for c in CONFIGS}
@@ -217,6 +223,26 @@ def expected_state_keys(config: Config) -> set:
     h = rule.check_group(rule.defaults(**{k: v for k, v in config.kwargs.items()}))
     return ({"step"} if rule.counts_steps else set()) | {s.name for s in rule.scalars} | set(
         rule.roles_used(h))
+
+
+def shapes_for(config: Config | str | None, shapes):
+    """``shapes`` as a configuration's rule (or the rule of a class name) takes them:
+    unchanged, or for a rule of matrices (Muon) each made 2-D with as many elements, wide and
+    tall in turn: its smallest factor up to 16 as one side, or one row (column) above 4096
+    elements, so that the matrix products stay cheap while the element-wise pass still
+    crosses the parallel threshold."""
+    from fastopt.rules import RULES
+
+    rule = None if config is None else RULES.get(config) if isinstance(config, str) else (
+        rule_of(config))
+    if rule is None or rule.matrix is None:
+        return list(shapes)
+    matrices = []
+    for i, shape in enumerate(shapes):
+        n = math.prod(shape)
+        side = next((k for k in range(2, 17) if n % k == 0), 1) if n <= 4096 else 1
+        matrices.append((side, n // side) if i % 2 == 0 else (n // side, side))
+    return matrices
 
 
 # Per-group scalar state: per parameter in state dicts (like "step"), but no array (NAdam's
@@ -300,9 +326,9 @@ class Model:
     initial values every call, so two optimizers never share a parameter.
     """
 
-    def __init__(self, groups, dtype, seed: int = 0):
+    def __init__(self, groups, dtype, seed: int = 0, config: Config | None = None):
         self.dtype = np.dtype(dtype)
-        self.groups = [(list(shapes), dict(over)) for shapes, over in groups]
+        self.groups = [(shapes_for(config, shapes), dict(over)) for shapes, over in groups]
         rng = np.random.default_rng([seed, 12345])
         self.initial = []
         for shapes, _ in self.groups:
@@ -332,13 +358,14 @@ class Model:
         return arg, flat
 
 
-def make_model(layout: str, dtype, seed: int = 0) -> Model:
-    return Model(LAYOUTS[layout], dtype, seed)
+def make_model(layout: str, dtype, seed: int = 0, config: Config | None = None) -> Model:
+    """The layout's model, its shapes as ``config``'s rule takes them (shapes_for)."""
+    return Model(LAYOUTS[layout], dtype, seed, config)
 
 
-def make_params(shapes, dtype, seed: int = 0):
+def make_params(shapes, dtype, seed: int = 0, config: Config | None = None):
     """A flat list of fresh parameter arrays of the given shapes (deterministic values)."""
-    return Model([(shapes, {})], dtype, seed).fresh()[1]
+    return Model([(shapes, {})], dtype, seed, config).fresh()[1]
 
 
 @functools.lru_cache(maxsize=16)

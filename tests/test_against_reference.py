@@ -38,6 +38,7 @@ from conftest import (
     assert_state_dicts_equal,
     expected_state_keys,
     make_model,
+    rule_of,
     snapshot,
 )
 
@@ -101,7 +102,7 @@ def run_pair(config, model, steps, *, on_step=None):
 @pytest.mark.parametrize("layout", LAYOUT_IDS)
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
 def test_matches_reference(config, layout, dtype):
-    model = make_model(layout, dtype)
+    model = make_model(layout, dtype, config=config)
     arg_f, params_f = model.fresh()
     arg_r, params_r = model.fresh()
     opt = config.make(fastopt, arg_f)
@@ -142,7 +143,7 @@ def test_matches_reference(config, layout, dtype):
 
 @pytest.mark.parametrize("config", DENSE_PER_CLASS, ids=DENSE_PER_CLASS_IDS)
 def test_step_without_argument_uses_opt_grads(config, dtype):
-    model = make_model("multi", dtype)
+    model = make_model("multi", dtype, config=config)
     arg_a, params_a = model.fresh()
     arg_b, params_b = model.fresh()
     a = config.make(fastopt, arg_a)
@@ -210,7 +211,7 @@ CHANGE_AT = 40
 @pytest.mark.parametrize(("config_id", "change"), CHANGES, ids=CHANGE_IDS)
 def test_param_group_changes_take_effect(config_id, change, dtype):
     config = CONFIG_BY_ID[config_id]
-    model = make_model("two_groups", dtype)
+    model = make_model("two_groups", dtype, config=config)
 
     def on_step(t, opt, ref):
         if t == CHANGE_AT:  # change group 1 only (group 0 keeps its values)
@@ -269,11 +270,13 @@ def test_flatten_layout(dtype_):
 # Rules whose update scales each tensor by norms of the whole tensor (a trust ratio): over
 # one flat buffer they take the norms of everything in it, so they step otherwise. Read from
 # the rules' per_tensor_norms (the distributed paths refuse those rules by it), which the test
-# below so checks against what the kernels do.
+# below so checks against what the kernels do. A rule of matrices (Muon) updates each matrix
+# as a whole: one flat segment is no matrix at all.
 PER_TENSOR_NORMS = {name for name, rule in RULES.items() if rule.per_tensor_norms}
+ELEMENTWISE = [c for c in DENSE_PER_CLASS if rule_of(c).matrix is None]
 
 
-@pytest.mark.parametrize("config", DENSE_PER_CLASS, ids=DENSE_PER_CLASS_IDS)
+@pytest.mark.parametrize("config", ELEMENTWISE, ids=[c.id for c in ELEMENTWISE])
 def test_flatten_one_segment_equals_multi_tensor(config, dtype):
     model = make_model("multi", dtype)
     _, multi = model.fresh()
@@ -322,7 +325,7 @@ def test_flatten_one_segment_equals_multi_tensor(config, dtype):
 
 @pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
 def test_add_param_group_matches_reference(config, dtype):
-    model = make_model("two_groups", dtype)
+    model = make_model("two_groups", dtype, config=config)
     (g0_f, g1_f), params_f = model.fresh()
     (g0_r, g1_r), params_r = model.fresh()
     opt = config.make(fastopt, [g0_f])

@@ -29,6 +29,7 @@ from conftest import (  # noqa: E402
     Model,
     assert_close,
     given,
+    rule_of,
     torch_grad,
 )
 
@@ -58,10 +59,18 @@ TORCH_LAYOUTS = {
 # Both stay far below the effect of a wrong rule on these trajectories: dropping Adam's
 # eps = 1e-8 moves the result by 1e-4, a 1% change of weight_decay/lr_decay/alpha by 1e-4..1e-3.
 RTOL_TORCH = {np.float32: 1e-5, np.float64: 2e-13}
+# Muon's parameters, in either dtype: its Newton–Schulz iteration runs in bfloat16 on both
+# sides, through different float32 sums inside each matrix product (NumPy's BLAS, torch's), so
+# a bfloat16 result now and then lies on the other side of a tie, and the iteration spreads
+# that over its matrix (tests/test_muon.py measures it). Measured maximum over both
+# configurations, both layouts and both dtypes: 4.5e-5 of the largest parameter -> bound 1e-3;
+# its momentum buffer is element-wise and within RTOL_TORCH.
+RTOL_PARAMS = {"Muon": 1e-3}
 
 
 def torch_config(config, torch_params):
     cls = getattr(torch.optim, config.name)
+    # The single-tensor implementation, where torch has others (Muon has only that one).
     single = {"foreach": False} if "foreach" in inspect.signature(cls).parameters else {}
     return cls(torch_params, **single, **config.kwargs)
 
@@ -101,13 +110,13 @@ def run_both(config, model, steps, grads_fn=None):
 @pytest.mark.parametrize("layout", list(TORCH_LAYOUTS))
 @pytest.mark.parametrize("config", TORCH_CONFIGS, ids=TORCH_CONFIG_IDS)
 def test_matches_torch(config, layout, dtype):
-    model = Model(TORCH_LAYOUTS[layout], dtype)
+    model = Model(TORCH_LAYOUTS[layout], dtype, config=config)
     opt, topt, params_f, params_t = run_both(config, model, STEPS)
     rtol = RTOL_TORCH[np.dtype(dtype).type]
     what = f"{config.id}/{layout}"
     for i, (p, q) in enumerate(zip(params_f, params_t)):
         assert p.dtype == q.dtype
-        assert_close(p, q, rtol, f"{what}: param {i}")
+        assert_close(p, q, RTOL_PARAMS.get(config.name, rtol), f"{what}: param {i}")
 
     state = opt.state_dict()["state"]
     tstate = torch_state(topt, len(params_f))
@@ -140,16 +149,17 @@ NON_FINITE_CONFIGS = TORCH_PER_CLASS + [CONFIG_BY_ID["adamax"]]
 
 @pytest.mark.parametrize("config", NON_FINITE_CONFIGS, ids=[c.id for c in NON_FINITE_CONFIGS])
 def test_non_finite_gradients_propagate_like_torch(config, dtype):
-    """NaN/inf are not checked: they go where torch sends them, and the rest is unaffected."""
-    model = Model([([(257,), (3, 4)], {})], dtype)
+    """NaN/inf are not checked: they go where torch sends them, and the rest is unaffected
+    (a rule of matrices spreads them over their matrix, as torch's does)."""
+    model = Model([([(257,), (3, 4)], {})], dtype, config=config)
     base = GradStream(model.shapes, dtype)
 
     def grads_fn(t):
         grads = base(t)
         if t == 3:
-            grads[0][5] = np.nan
-            grads[0][7] = np.inf
-            grads[1][1, 2] = -np.inf
+            grads[0].reshape(-1)[5] = np.nan
+            grads[0].reshape(-1)[7] = np.inf
+            grads[1].reshape(-1)[6] = -np.inf
         return grads
 
     opt, topt, params_f, params_t = run_both(config, model, 6, grads_fn)
@@ -157,11 +167,13 @@ def test_non_finite_gradients_propagate_like_torch(config, dtype):
         assert np.array_equal(np.isnan(p), np.isnan(q))
         assert np.array_equal(np.isinf(p), np.isinf(q))
         finite = np.isfinite(q)
-        assert_close(p[finite], q[finite], RTOL_TORCH[np.dtype(dtype).type])
+        assert_close(p[finite], q[finite], RTOL_PARAMS.get(config.name,
+                                                          RTOL_TORCH[np.dtype(dtype).type]))
     # The bad values did reach the parameters, but for Rprop's: it steps by sign(g), 0 for NaN
     # in torch, times a bounded step size, so no gradient makes its parameters non-finite.
     assert not np.all(np.isfinite(params_f[0])) or config.name == "Rprop"
-    assert np.isfinite(params_f[0][100])  # and only where they belong
+    if rule_of(config).matrix is None:  # Muon's matrix products spread them over the matrix
+        assert np.isfinite(params_f[0].reshape(-1)[100])  # and only where they belong
     # The state carries them on where torch's does (Adamax's running max keeps a NaN only if
     # its max propagates NaN from either side, as torch.maximum does). Non-finite, not NaN:
     # torch's lerp makes inf - inf = NaN of a first moment that β m + (1 − β) g keeps at inf.

@@ -24,7 +24,7 @@ import pytest
 
 import fastopt
 
-from conftest import DENSE_PER_CLASS, DENSE_PER_CLASS_IDS, GradStream, make_params
+from conftest import DENSE_PER_CLASS, DENSE_PER_CLASS_IDS, GradStream, make_params, shapes_for
 
 SHAPES = [(), (3,), (1023,), (7, 13), (300, 1001)]
 
@@ -42,17 +42,18 @@ def _times(grads, scale):
 
 @pytest.mark.parametrize("config", DENSE_PER_CLASS, ids=DENSE_PER_CLASS_IDS)
 def test_numpy_grad_scale_unscales_and_skips_non_finite_steps(config):
-    scaled_params = make_params(SHAPES, np.float32)
-    plain_params = make_params(SHAPES, np.float32)
+    shapes = shapes_for(config, SHAPES)  # matrices for a rule of matrices
+    scaled_params = make_params(shapes, np.float32)
+    plain_params = make_params(shapes, np.float32)
     scaled = config.make(fastopt, scaled_params)
     plain = config.make(fastopt, plain_params)
-    stream = GradStream(SHAPES, np.float32)
+    stream = GradStream(shapes, np.float32)
     scale = 2.0 ** 12
     for t in range(1, 9):
         grads = stream(t)
         if t in (3, 6):  # an overflowed backward pass: the scaled step is skipped
             bad = _times(grads, scale)
-            bad[2][17] = np.inf if t == 3 else np.nan
+            bad[2].flat[17] = np.inf if t == 3 else np.nan
             before = ([p.copy() for p in scaled_params], _state_bits(scaled))
             norm = scaled.step(bad, grad_scale=scale)
             assert not math.isfinite(norm)

@@ -28,6 +28,7 @@ from conftest import (
     GradStream,
     assert_arrays_equal,
     assert_state_dicts_equal,
+    shapes_for,
     snapshot,
 )
 
@@ -228,9 +229,10 @@ class Pair:
     def __init__(self, config, groups=1, dtype=np.float64):
         self.config = config
         self.dtype = dtype
-        self.stream = GradStream(STEP_SHAPES, dtype, seed=5, name=config.name)
+        shapes = shapes_for(config, STEP_SHAPES)
+        self.stream = GradStream(shapes, dtype, seed=5, name=config.name)
         self.params = [np.linspace(-1, 1, max(math.prod(s), 1)).astype(dtype)[: math.prod(s)]
-                       .reshape(s).copy() for s in STEP_SHAPES]
+                       .reshape(s).copy() for s in shapes]
         self.twin_params = snapshot(self.params)
         self.opt = config.make(fastopt, self._arg(self.params, groups))
         self.twin = config.make(fastopt, self._arg(self.twin_params, groups))

@@ -153,3 +153,26 @@ def test_a_rule_torch_lacks_shows_dashes_in_the_torch_columns(monkeypatch):
         assert set(r.torch_s.values()) == set(r.speedup.values()) == {None}
     cells = report.format_torch_table([r]).splitlines()[3].split()
     assert cells[-7:-1] == ["-"] * 6
+
+
+def test_a_rule_of_matrices_is_benchmarked_over_a_wide_matrix():
+    import numpy as np
+
+    assert optimizers.case_shape("Adam", 10**6) == (10**6,)
+    assert optimizers.case_shape("Muon", 10**6) == (32, 31250)  # the largest divisor <= 32
+    assert optimizers.case_shape("Muon", 1000) == (25, 40)
+    assert optimizers.case_shape("Muon", 1009) == (1, 1009)  # a prime: one row
+    result = cases.run_case("Muon", np.dtype(np.float32), 1000, rounds=1, budget=0.001)
+    assert result.max_rel_deviation == 0.0 and result.fastopt_s > 0 and result.size == 1000
+    if importlib.util.find_spec("torch") is not None:
+        assert result.torch_path == "default"  # torch's Muon has no foreach or fused path
+
+
+def test_the_model_shaped_and_torch_steps_leave_a_rule_of_matrices_out(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastopt", "bench", "--optimizers", "Muon", "--sizes", "1000",
+         "--rounds", "1", "--budget", "0.002", "--dtypes", "float32"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )
+    assert "Muon" in proc.stdout and "model-shaped" not in proc.stderr
+    assert "torch training" not in proc.stderr

@@ -13,9 +13,9 @@ import fastopt
 from fastopt import reference
 from fastopt.rules import RULES
 from fastopt.rules.storage import hypers as storage_hypers
-from fastopt.validation import Flag, Integer, Pair
+from fastopt.validation import Choice, Flag, Integer, Optional, Pair, Tuple
 
-from conftest import training
+from conftest import given as taken_by, shapes_for, training
 
 unit = st.floats(0.0, 0.999)
 small = st.floats(0.0, 0.5)
@@ -49,10 +49,18 @@ def _values(check):
     overflows in a dozen steps."""
     if isinstance(check, Flag):
         return flag
+    if isinstance(check, Tuple):
+        return st.tuples(*[_values(check.item)] * check.count)
     if isinstance(check, Pair):
         return st.tuples(_values(check.item), _values(check.item))
-    if isinstance(check, Integer):
-        return st.integers(check.minimum, check.minimum + 20)
+    if isinstance(check, Integer):  # a bounded count (Muon's ns_steps) costs: a few values
+        high = check.minimum + 20 if check.maximum is None else min(check.minimum + 8,
+                                                                    check.maximum)
+        return st.integers(check.minimum, high)
+    if isinstance(check, Choice):
+        return st.sampled_from(check.options)
+    if isinstance(check, Optional):
+        return st.none() | _values(check.item)
     high = min(check.high, 0.5) - (1e-3 if check.high_open and check.high <= 0.5 else 0.0)
     return st.floats(max(check.low, 1e-4 if check.low_open else 0.0), high)
 
@@ -83,6 +91,7 @@ SHAPES = st.lists(st.lists(st.integers(1, 40), max_size=3).map(tuple), min_size=
        split=st.integers(0, 5), threads=st.sampled_from([1, 2]), seed=st.integers(0, 2**32 - 1))
 def test_kernels_equal_reference_bitwise(config, shapes, dtype, split, threads, seed):
     name, kwargs = config
+    shapes = shapes_for(name, shapes)
     rng = np.random.default_rng(seed)
     params = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
     copies = [p.copy() for p in params]
@@ -98,8 +107,9 @@ def test_kernels_equal_reference_bitwise(config, shapes, dtype, split, threads, 
     saved = fastopt.get_num_threads()
     fastopt.set_num_threads(threads)
     try:
-        for _ in range(12):
-            grads = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+        for t in range(1, 13):
+            grads = taken_by(name, [rng.standard_normal(shape).astype(dtype) for shape in shapes],
+                             t)  # row-sparse for a rule that takes them so
             opt.step(grads)
             ref.step(grads)
     finally:

@@ -44,7 +44,7 @@ M_STEPS = 8
 
 def trained(config, dtype, steps=N_STEPS, layout="two_groups"):
     """(optimizer, params, model, stream) after `steps` steps."""
-    model = make_model(layout, dtype)
+    model = make_model(layout, dtype, config=config)
     arg, params = model.fresh()
     opt = config.make(fastopt, arg)
     stream = GradStream(model.shapes, dtype, name=config.name)
@@ -69,7 +69,7 @@ def continue_both(a, b, params_a, params_b, stream, start, count=M_STEPS):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
 def test_state_dict_layout(config):
-    model = make_model("two_groups", np.float64)
+    model = make_model("two_groups", np.float64, config=config)
     arg, params = model.fresh()
     opt = config.make(fastopt, arg)
     sd0 = opt.state_dict()
@@ -150,7 +150,7 @@ def test_round_trip_resumes_bit_for_bit(config, via, dtype, tmp_path):
 
 @pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
 def test_round_trip_before_first_step(config, dtype):
-    model = make_model("multi", dtype)
+    model = make_model("multi", dtype, config=config)
     arg_a, params_a = model.fresh()
     arg_b, params_b = model.fresh()
     a = config.make(fastopt, arg_a)

@@ -37,6 +37,7 @@ from conftest import (
     make_model,
     refuses,
     rule_of,
+    shapes_for,
     snapshot,
 )
 
@@ -110,7 +111,7 @@ def test_float32_values_store_rounded_to_nearest_even(low):
 
 def _run_both(config, mode, layout="multi", steps=STEPS):
     param_dtype, grad_dtype = mode.dtypes()
-    model = make_model(layout, np.float32)
+    model = make_model(layout, np.float32, config=config)
     convert = lambda a: a.astype(param_dtype)  # noqa: E731
     arg_f, _ = model.fresh(convert)
     arg_r, _ = model.fresh(convert)
@@ -152,9 +153,9 @@ def _assert_same(opt, ref, what):
             assert mine["step"] == steps
 
 
-def _moved(ref, model_layout="multi"):
+def _moved(ref, model_layout="multi", config=None):
     """The run moved the parameters (comparing two no-ops would prove nothing)."""
-    start = make_model(model_layout, np.float32).fresh()[1]
+    start = make_model(model_layout, np.float32, config=config).fresh()[1]
     params = [p for g in ref.param_groups for p in g["params"]]
     return any(p.size and not np.array_equal(p.astype(np.float32), s.astype(p.dtype)
                                               .astype(np.float32))
@@ -172,7 +173,7 @@ def test_every_rule_in_every_mode_matches_reference(config, mode):
         return
     opt, ref = _run_both(config, mode)
     _assert_same(opt, ref, f"{config.id} {mode.id}")
-    assert _moved(ref)
+    assert _moved(ref, config=config)
 
 
 MODES_CONFIGS = [c for c in PER_CLASS if rule_of(c).modes is not None]
@@ -227,7 +228,7 @@ def test_kahan_keeps_its_compensation_in_the_state():
 def _train(config, mode, threads, steps=6, resume_at=None):
     fastopt.set_num_threads(threads)
     param_dtype, grad_dtype = mode.dtypes()
-    shapes = [(1_100_003,), (5, 7)]
+    shapes = shapes_for(config, [(1_100_003,), (5, 7)])
     rng = np.random.default_rng(11)
     params = [rng.standard_normal(s).astype(param_dtype) for s in shapes]
     opt = config.make(fastopt, params, **mode.options)
@@ -242,8 +243,12 @@ def _train(config, mode, threads, steps=6, resume_at=None):
     return params, opt.state_dict()
 
 
+# A few element-wise rules, and the rule of matrices (its three passes).
+THREADED = PER_CLASS[:13:3] + [c for c in PER_CLASS if c.name == "Muon"]
+
+
 @pytest.mark.parametrize("mode", STORAGE_MODES, ids=STORAGE_MODE_IDS)
-@pytest.mark.parametrize("config", PER_CLASS[:13:3], ids=PER_CLASS_IDS[:13:3])
+@pytest.mark.parametrize("config", THREADED, ids=[c.id for c in THREADED])
 def test_bitwise_the_same_for_any_thread_count_and_when_resumed(config, mode, restore_threads):
     p1, sd1 = _train(config, mode, 1)
     for threads, resume_at in ((2, None), (3, None), (2, 4)):

@@ -26,6 +26,7 @@ from conftest import (
     assert_arrays_equal,
     assert_state_dicts_equal,
     given,
+    shapes_for,
 )
 
 BIG = (1_500_007,)  # well above 10^6, odd: the split between threads is uneven
@@ -128,6 +129,8 @@ def _run(config, shapes, dtype, grads, threads):
 
 
 def _check(config, shapes, dtype, grads):
+    shapes = shapes_for(config, shapes)
+    grads = [[g.reshape(shape) for g, shape in zip(step, shapes)] for step in grads]
     p1, sd1 = _run(config, shapes, dtype, grads, 1)
     p2, sd2 = _run(config, shapes, dtype, grads, 2)
     assert_arrays_equal(p2, p1, "params, 2 threads vs 1")

@@ -21,6 +21,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import fastopt.torch as ft  # noqa: E402
+from fastopt.rules import RULES  # noqa: E402
 
 from conftest import (  # noqa: E402
     TORCH_CONFIG_IDS, TORCH_CONFIGS, TORCH_PER_CLASS, TORCH_PER_CLASS_IDS, assert_close, rule_of)
@@ -50,11 +51,35 @@ LR_SCALE = 0.3
 RTOL = {torch.float32: 1e-4, torch.float64: 1e-11}
 
 
-def mlp(dtype=torch.float32, seed=0):
+def mlp(dtype=torch.float32, seed=0, bias=True):
     torch.manual_seed(seed)
-    layers = [torch.nn.Linear(6, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(),
-              torch.nn.Linear(32, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)]
+    layers = [torch.nn.Linear(6, 32, bias), torch.nn.Tanh(), torch.nn.Linear(32, 32, bias),
+              torch.nn.Tanh(), torch.nn.Linear(32, 16, bias), torch.nn.Tanh(),
+              torch.nn.Linear(16, 3, bias)]
     return torch.nn.Sequential(*layers).to(dtype)
+
+
+def biased(name):
+    """Whether the models ``name`` trains have biases: not for a rule of matrices (Muon), which
+    takes 2-D parameters only, as torch's does; its models are their weight matrices."""
+    return RULES[name].matrix is None
+
+
+# Muon's Newton–Schulz iteration runs in bfloat16 on both sides, through different float32
+# sums inside its matrix products (NumPy's BLAS, torch's): now and then a bfloat16 result lies
+# on the other side of a tie, and the iteration spreads that over its matrix (test_muon.py).
+# Over the 200 steps of test_trains_like_torch (32 × 32 matrices, the updates' sums of 32
+# terms), where each step's gradient follows from the parameters the last one left, the
+# largest deviation measured is 1.3e-2 of the largest element of a parameter ("muon",
+# float32; float64 alike: both sides iterate in bfloat16). That is no finer than a 1% change of the learning rate would make, so here
+# the bound only says the training follows torch's; the rule itself is held tighter where the
+# gradients do not feed back: 1e-3 over 120 steps (test_against_torch.py), the last bit or
+# so per step and bitwise the iteration on small matrices (test_muon.py).
+RTOL_MATRIX = 3e-2
+
+
+def rtol(name, dtype):
+    return RTOL[dtype] if biased(name) else RTOL_MATRIX
 
 
 def data(dtype, n=256):
@@ -89,7 +114,7 @@ def assert_same_model(a, b, rtol, what=""):
 
 def pair(name, dtype=torch.float32, model=mlp, **kwargs):
     """The same model twice, one under fastopt.torch.<name>, one under torch.optim.<name>."""
-    a, b = model(dtype), model(dtype)
+    a, b = model(dtype, bias=biased(name)), model(dtype, bias=biased(name))
     return a, getattr(ft, name)(a.parameters(), **kwargs), b, getattr(torch.optim, name)(b.parameters(), **kwargs)
 
 
@@ -107,8 +132,8 @@ def test_trains_like_torch(config, dtype):
     x, y = data(dtype)
     sign = -1.0 if kwargs.get("maximize") else 1.0
     mine, theirs = train(a, opt, x, y, sign=sign), train(b, ref, x, y, sign=sign)
-    assert_close(mine, theirs, RTOL[dtype], f"{config} losses")
-    assert_same_model(a, b, RTOL[dtype], repr(config))
+    assert_close(mine, theirs, rtol(config.name, dtype), f"{config} losses")
+    assert_same_model(a, b, rtol(config.name, dtype), repr(config))
     assert not np.allclose(mine[-20:].mean(), mine[0], rtol=1e-3), "the model did not train"
     assert addresses(a) == where  # stepped in place: the parameters never moved
 
@@ -133,7 +158,7 @@ def test_arguments_are_torchs(name):
     assert list(mine)[:len(torchs)] == list(torchs)  # torch's, in torch's order, then
     assert all(mine[k] == torchs[k] for k in torchs)
     assert list(mine)[len(torchs):] == ["state_dtype", "rounding", "seed"]  # fastopt's storage
-    a, b = mlp(), mlp()
+    a, b = mlp(bias=biased(name)), mlp(bias=biased(name))
     mine, ref = ours(a.parameters()), theirs(b.parameters())
     assert isinstance(mine, torch.optim.Optimizer)
     for key, value in mine.param_groups[0].items():  # same defaults, where torch has the key
@@ -248,19 +273,20 @@ def test_complex_parameters_as_torch():
 class Branches(torch.nn.Module):
     """Two heads over a trunk; ``head`` picks the one used, so the other gets no gradient."""
 
-    def __init__(self):
+    def __init__(self, bias=True):
         super().__init__()
-        self.trunk = torch.nn.Linear(6, 16)
-        self.heads = torch.nn.ModuleList([torch.nn.Linear(16, 3), torch.nn.Linear(16, 3)])
+        self.trunk = torch.nn.Linear(6, 16, bias)
+        self.heads = torch.nn.ModuleList([torch.nn.Linear(16, 3, bias),
+                                          torch.nn.Linear(16, 3, bias)])
         self.head = 0
 
     def forward(self, x):
         return self.heads[self.head](torch.tanh(self.trunk(x)))
 
 
-def branches(dtype, seed=0):
+def branches(dtype, seed=0, bias=True):
     torch.manual_seed(seed)
-    return Branches().to(dtype)
+    return Branches(bias).to(dtype)
 
 
 @pytest.mark.parametrize("config", TORCH_PER_CLASS, ids=TORCH_PER_CLASS_IDS)
@@ -276,13 +302,14 @@ def test_parameters_without_gradient_are_left_alone(config):
         a.head = b.head = 1 if k % 3 == 2 else 0
         train(a, opt, x, y, 1, sign=sign, start=k)
         train(b, ref, x, y, 1, sign=sign, start=k)
-    assert_same_model(a, b, RTOL[dtype], repr(config))
+    assert_same_model(a, b, rtol(config.name, dtype), repr(config))
     mine, theirs = opt.state_dict()["state"], ref.state_dict()["state"]
     assert mine.keys() == theirs.keys()
     for index, entry in theirs.items():
         assert mine[index].keys() == entry.keys()
         for key, value in entry.items():
-            assert_close(mine[index][key].numpy(), value.numpy(), RTOL[dtype], f"{index} {key}")
+            assert_close(mine[index][key].numpy(), value.numpy(), rtol(config.name, dtype),
+                         f"{index} {key}")
 
 
 def test_zero_grad_set_to_none_false_steps_zero_gradients():
@@ -422,13 +449,13 @@ def test_state_dict_through_a_file_resumes_bit_for_bit(config, tmp_path):
     kwargs = kwargs_for(config)
     sign = -1.0 if kwargs.get("maximize") else 1.0
     x, y = data(dtype)
-    straight = mlp(dtype)
+    straight = mlp(dtype, bias=biased(config.name))
     opt = getattr(ft, config.name)(straight.parameters(), **kwargs)
     train(straight, opt, x, y, 20, sign=sign)
     torch.save({"model": straight.state_dict(), "opt": opt.state_dict()}, tmp_path / "ckpt.pt")
     train(straight, opt, x, y, 20, sign=sign, start=20)
 
-    resumed = mlp(dtype, seed=7)
+    resumed = mlp(dtype, seed=7, bias=biased(config.name))
     opt2 = getattr(ft, config.name)(resumed.parameters(), **kwargs)
     checkpoint = torch.load(tmp_path / "ckpt.pt")
     resumed.load_state_dict(checkpoint["model"])
@@ -448,17 +475,17 @@ def test_state_dicts_load_across_torch_and_fastopt(config, tmp_path):
     x, y = data(dtype)
     cls = {"fastopt": getattr(ft, config.name), "torch": getattr(torch.optim, config.name)}
     for first, then in (("torch", "fastopt"), ("fastopt", "torch")):
-        model = mlp(dtype)
+        model = mlp(dtype, bias=biased(config.name))
         opt = cls[first](model.parameters(), **kwargs)
         train(model, opt, x, y, 15, sign=sign)
         torch.save(opt.state_dict(), tmp_path / f"{first}.pt")
-        switched = mlp(dtype, seed=3)
+        switched = mlp(dtype, seed=3, bias=biased(config.name))
         switched.load_state_dict(model.state_dict())
         opt2 = cls[then](switched.parameters(), **kwargs)
         opt2.load_state_dict(torch.load(tmp_path / f"{first}.pt"))
         train(switched, opt2, x, y, 15, sign=sign, start=15)
         train(model, opt, x, y, 15, sign=sign, start=15)
-        assert_same_model(switched, model, RTOL[dtype], f"{first} -> {then}")
+        assert_same_model(switched, model, rtol(config.name, dtype), f"{first} -> {then}")
 
 
 def test_state_is_torchs_layout_with_views():

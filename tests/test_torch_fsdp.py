@@ -22,7 +22,7 @@ once with ``fastopt.torch.X`` over the same model, data and steps:
 4. ``step_in_backward``: each sharded parameter stepped from the post-accumulate-grad hook
    FSDP2 runs after its reduce-scatter, bitwise as ``step()`` after backward.
 5. Refused at construction, saying why: LAMB and LARS over a sharded DTensor (a shard has
-   not its tensor's norms) and 8-bit state (blocks). Over a sharded DTensor, state in
+   not its tensor's norms), Muon (a shard is not its matrix) and 8-bit state (blocks). Over a sharded DTensor, state in
    bfloat16 or float16, and the element-wise rules not trained above (RAdam, Rprop, ASGD, Lion,
    ADOPT, AdEMAMix), are bitwise the same optimizer over the same values unsharded.
 6. With CUDA only (skipped otherwise): FSDP2 with ``CPUOffloadPolicy``, whose sharded
@@ -246,9 +246,11 @@ def refusals_rank():
     # (a replicated DTensor is whole on every rank, and taken).
     refused("LAMB", lambda: ft.LAMB([p]))
     refused("LARS", lambda: ft.LARS([p], lr=0.1))
+    refused("Muon", lambda: ft.Muon([p]))
     refused("8-bit state", lambda: ft.Adam([p], state_dtype="8bit"))
     whole = distribute_tensor(torch.ones(4, 2), mesh, [Replicate()]).requires_grad_()
     refused("LAMB replicated", lambda: ft.LAMB([whole]))
+    refused("Muon replicated", lambda: ft.Muon([whole]))
     after = p.to_local(), {k: v.to_local() if hasattr(v, "to_local") else v
                            for k, v in opt.state[p].items()}
     out["unchanged"] = torch.equal(before[0], after[0]) and before[1].keys() == after[1].keys() \
@@ -398,13 +400,15 @@ def test_dtensor_refusals_say_why_and_change_nothing(at_2):
         "LAMB": "ValueError: params[0]: LAMB scales each tensor's step by a ratio of whole-"
                 "tensor norms, and its local shard (placements (Shard(dim=0),)",
         "LARS": "ValueError: params[0]: LARS scales each tensor's step",
+        "Muon": "ValueError: params[0]: Muon orthogonalises each parameter's whole matrix, and "
+                "its local shard (placements (Shard(dim=0),)",
         "8-bit state": "ValueError: params[0]: state_dtype '8bit' quantises blocks of 256 "
                        "elements of each tensor",
     }
     for key, start in expected.items():
         assert refused[key] is not None and refused[key].startswith(start), (key, refused[key])
     assert refused["unchanged"]
-    assert refused["LAMB replicated"] is None
+    assert refused["LAMB replicated"] is None and refused["Muon replicated"] is None
 
 
 @pytest.mark.parametrize("state_dtype", ["bfloat16", "float16"])

@@ -48,10 +48,12 @@ cdef inline floating running_avg_sq(floating* avg, Py_ssize_t i, floating x, flo
     return a
 
 
-cdef inline floating lerp(floating a, floating b, floating w) noexcept nogil:
-    """a + w (b − a) for |w| < 0.5, else b − (b − a)(1 − w): torch.lerp's formula, exact at
-    both ends (w loop-invariant in every caller, so the branch is hoisted)."""
-    cdef floating one = 1  # Cython writes a literal 1 here as 1.0: the product in double
-    if magnitude(w) < 0.5:
-        return a + w * (b - a)
-    return b - (b - a) * (one - w)
+cdef inline floating lerp(floating start, floating end, floating weight,
+                          floating one_minus_weight) noexcept nogil:
+    """torch's lerp(start, end, w): start + w (end − start) while |w| < 0.5, else
+    end − (end − start)(1 − w), exact at both ends. ``one_minus_weight`` is 1 − w in the
+    compute type (rounded as torch rounds it; a literal 1 would make the product double); w is
+    loop-invariant in every caller, so the branch is hoisted."""
+    if magnitude(weight) < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * one_minus_weight

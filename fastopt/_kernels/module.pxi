@@ -6,9 +6,10 @@ The segment table and the driver (``segments.pxi``): pieces, one parallel region
 deterministic reduction pass; the thread policy (``threads.pxi``); element-wise pieces several
 rules share (``elementwise.pxi``); each rule's kernel (``rules/<name>.pxi``, gathered with
 their glue in ``rules.pxi``, which setup.py generates); gradient norms and clipping
-(``norms.pxi``), the roofline probe (``probe.pxi``) and the benchmark's plain loops
-(``plain.pxi``). A rule's kernel is a plain loop over
-one piece, generic over float32/float64 through the fused type ``floating``; its arguments
+(``norms.pxi``), the roofline probe (``probe.pxi``), the benchmark's plain loops
+(``plain.pxi``); storage types other than the compute type, and rounding to bfloat16 for
+Muon's matrix products (``staging.pxi``). A rule's kernel is a plain loop over one piece,
+generic over float32/float64 through the fused type ``floating``; its arguments
 arrive as a C struct of doubles, already computed by the caller; the kernels do only the
 element-wise work, in the dtype of the buffers.
 """

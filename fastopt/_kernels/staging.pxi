@@ -5,6 +5,8 @@
 
 cdef extern from "storage.h" nogil:
     uint32_t fastopt_stream_key(uint64_t seed, uint64_t step, uint64_t parameter)
+    float fastopt_from_bf16(uint16_t h)
+    uint16_t fastopt_to_bf16(float x)
     void fastopt_load_bf16(const uint16_t* src, float* dst, Py_ssize_t n)
     void fastopt_load_f16(const uint16_t* src, float* dst, Py_ssize_t n)
     void fastopt_store_bf16(const float* src, uint16_t* dst, Py_ssize_t n)
@@ -154,3 +156,14 @@ cdef void staged_reduce_piece(const Table* t, Py_ssize_t k, reduce_f32 f32, cons
             if t.state[r * t.nseg + s] != NULL:
                 state[r] = load_state(t, r, s, e, s_block + r * STAGE, m)
         f32(p, g, state, m, args, acc)
+
+
+def round_to_bfloat16(float[::1] values):
+    """Round every element of a contiguous float32 array to the nearest bfloat16 (ties to
+    even; NaN and ±Inf stay what they are), in place, keeping it float32: the matrix products
+    of Muon's Newton–Schulz iteration run in bfloat16, as torch's do, through float32 BLAS
+    (fastopt.newton_schulz)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(values.shape[0]):
+            values[i] = fastopt_from_bf16(fastopt_to_bf16(values[i]))

@@ -266,6 +266,40 @@ cdef class SegmentTable:
     def nseg(self):
         return self.t.nseg
 
+    def with_params(self, addresses, int storage):
+        """A table over other memory laid out as this one's parameters: one address per
+        segment, of ``storage``, this table's compute type; this table's lengths, state,
+        bound gradients and thread policy, learnt over as many elements (Muon's element-wise
+        pass writes its work buffer there, in place of the parameters: fastopt.engine.matrix)."""
+        cdef Py_ssize_t s
+        cdef SegmentTable other
+        if storage != self.t.dtype:
+            raise ValueError("the parameters of a redirected table must be of its compute type")
+        other = SegmentTable(addresses, [self.t.length[s] for s in range(self.t.nseg)], storage)
+        memcpy(other.t.state, self.t.state, MAX_ROLES * self.t.nseg * sizeof(char*))
+        memcpy(other.t.state_type, self.t.state_type, MAX_ROLES * sizeof(int))
+        memcpy(other.t.grad, self.t.grad, self.t.nseg * sizeof(char*))
+        other.t.grad_type = self.t.grad_type
+        other.t.policy = self.t.policy
+        other.bound = self.bound
+        return other
+
+    def without_state(self):
+        """This table's parameters, with their rounding, compensation and stochastic stream,
+        and none of its state: for a pass that updates the parameters only (the ``axpy`` of a
+        rule of matrices), which must not load and store state it does not use (8-bit state
+        requantised from its own codes would drift)."""
+        cdef Py_ssize_t s
+        cdef SegmentTable other = SegmentTable(
+            [<uintptr_t>self.t.param[s] for s in range(self.t.nseg)],
+            [self.t.length[s] for s in range(self.t.nseg)], self.t.param_type)
+        other.t.rounding = self.t.rounding
+        memcpy(other.t.comp, self.t.comp, self.t.nseg * sizeof(char*))
+        memcpy(other.t.parameter, self.t.parameter, self.t.nseg * sizeof(uint64_t))
+        other.t.seed, other.t.step = self.t.seed, self.t.step
+        other.t.policy = self.t.policy
+        return other
+
     def set_state(self, int role, addresses, int storage=-1):
         """Point state role ``role`` at one address per segment (each segment's length of
         elements, of ``storage``: by default the compute type; 8-bit codes are followed by

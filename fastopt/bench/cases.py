@@ -21,7 +21,7 @@ from fastopt import reference
 from fastopt._kernels import kernels
 from fastopt.rules import RULES
 
-from .optimizers import ACCESS, OPTIONS, torch_class
+from .optimizers import ACCESS, OPTIONS, case_shape, torch_class
 from .plain import plain_step
 from .timing import measure, medians, ratio
 from .trust import spread
@@ -74,9 +74,9 @@ def taken(name: str, grad: np.ndarray) -> Any:
 def torch_step(name: str, param: np.ndarray,
                grad: np.ndarray) -> tuple[Callable[[], Any], str] | None:
     """torch's step over a copy of ``param`` with gradient ``grad``, on its fastest CPU path
-    (``fused=True`` where torch has a fused CPU kernel, else ``foreach=True``, else the only
-    one: SparseAdam's, with the gradient as a sparse tensor of every element), and the path's
-    name; None where torch is not installed or lacks the optimizer."""
+    (``fused=True`` where torch has a fused CPU kernel, else ``foreach=True``, else its only
+    one: SparseAdam's, with the gradient as a sparse tensor of every element, or Muon's), and
+    the path's name; None where torch is not installed or lacks the optimizer."""
     cls = torch_class(name)
     if cls is None:
         return None
@@ -88,9 +88,9 @@ def torch_step(name: str, param: np.ndarray,
         p.grad = torch.sparse_coo_tensor(indices, torch.from_numpy(grad.copy()), p.shape)
     else:
         p.grad = torch.from_numpy(grad.copy())
-    for path in ("fused", "foreach", "single"):
+    for path in ("fused", "foreach", "default"):
         try:
-            opt = cls([p], **OPTIONS[name], **({} if path == "single" else {path: True}))
+            opt = cls([p], **OPTIONS[name], **({} if path == "default" else {path: True}))
             opt.step()
         except (RuntimeError, TypeError, ValueError):
             continue
@@ -111,11 +111,13 @@ def max_rel_deviation(name: str, param: np.ndarray, grads: list[np.ndarray]) -> 
 
 
 def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) -> Result:
-    """One optimizer over one flat tensor of ``size`` elements of ``dtype``: ``rounds`` rounds
-    of samples lasting ``budget`` seconds each, and the deviation check."""
+    """One optimizer over one tensor of ``size`` elements of ``dtype`` (flat, or a matrix for a
+    rule of matrices: :func:`~fastopt.bench.optimizers.case_shape`): ``rounds`` rounds of
+    samples lasting ``budget`` seconds each, and the deviation check."""
     rng = np.random.default_rng(0)
-    param = rng.standard_normal(size, dtype=np.float64).astype(dtype)
-    grad = rng.standard_normal(size, dtype=np.float64).astype(dtype)
+    shape = case_shape(name, size)
+    param = rng.standard_normal(shape, dtype=np.float64).astype(dtype)
+    grad = rng.standard_normal(shape, dtype=np.float64).astype(dtype)
     check_grads = [grad * (0.5 + k) for k in range(CHECK_STEPS)]
     deviation = max_rel_deviation(name, param, check_grads)
     del check_grads

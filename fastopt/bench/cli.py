@@ -23,6 +23,7 @@ import fastopt
 from .cases import run_case
 from .model_shaped import run_model
 from .optimizers import NAMES
+from ..rules import RULES
 from .report import format_model_table, format_table, format_torch_table, plot
 from .trust import machine_note, others_busy, snapshot
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_case(name, np.dtype(dtype), size, rounds, args.budget))
     models = []
     if args.model and not args.quick:
-        for name in args.optimizers:
+        for name in [n for n in args.optimizers if RULES[n].matrix is None]:
             progress(f"model-shaped {name}", start)
             models.append(run_model(name, rounds, args.budget))
     trainings = []
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         from ..torch import OPTIMIZERS as TORCH_FRONT_END
         from .torch_training import FULL, QUICK, run_torch_model
 
-        for name in [n for n in args.optimizers if n in TORCH_FRONT_END]:
+        for name in [n for n in args.optimizers
+                     if n in TORCH_FRONT_END and RULES[n].matrix is None]:
             progress(f"torch training {name}", start)
             trainings += run_torch_model(name, QUICK if args.quick else FULL, rounds, args.budget)
     storage = []

@@ -4,7 +4,9 @@ A rule added there is benchmarked with no change here: its name joins :data:`NAM
 choices and default of ``--optimizers``), its ``bench`` hyper-parameters become its
 :data:`OPTIONS`, its state roles in use with them its :data:`ACCESS` (the roofline probe's
 arrays and the GB/s column), and its ``torch_name`` the class it is compared with
-(:func:`torch_class`; a rule torch lacks shows '-' in the torch columns).
+(:func:`torch_class`; a rule torch lacks shows '-' in the torch columns). A rule of matrices
+(Muon) steps each case's elements as one wide matrix (:func:`case_shape`) and is left out of
+the model-shaped and torch training steps, whose tensors are not all matrices.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ ACCESS: dict[str, tuple[int, int]] = {
     name: rule.access(rule.check_group(rule.defaults(**rule.bench)))
     for name, rule in RULES.items()
 }
+
+
+def case_shape(name: str, size: int) -> tuple[int, ...]:
+    """The shape a case of ``size`` elements has: one flat tensor, or for a rule of matrices a
+    wide matrix of at most 32 rows (the largest such divisor of ``size``), so that the time
+    of its element-wise passes shows beside that of its matrix products, which grows with the
+    rows squared times the columns."""
+    if RULES[name].matrix is None:
+        return (size,)
+    rows = max(k for k in range(1, 33) if size % k == 0)
+    return (rows, size // rows)
 
 
 def torch_class(name: str) -> type | None:

@@ -20,6 +20,7 @@ from ..flat import aligned_offsets, aligned_zeros
 from ..rules import Rule
 from ..rules.base import Hypers
 from ..rules.storage import COMPENSATION, Q8, Storage, blocks, scale_key, state_nbytes
+from .matrix import matrix_step
 
 _NOTHING: frozenset[str] = frozenset()
 _NONE: Mapping[str, Any] = MappingProxyType({})
@@ -30,30 +31,40 @@ _SUBSETS = 32
 
 def run_rule(rule: Rule, kernel: int, table: Any, h: Hypers, t: int,
              scalars: Mapping[str, np.floating], fresh: frozenset[str], mask: int,
-             grad_scale: float = 1.0) -> dict[str, np.floating]:
+             grad_scale: float = 1.0, slots: Sequence[Slot] = ()) -> dict[str, np.floating]:
     """Step ``t`` of ``rule`` over ``table`` (gradients and state bound): the scalar state
     advanced from ``scalars``, the kernel run, reading ``grad_scale · g`` as the gradient
-    (already negated to maximize). Returns the advanced scalar state."""
+    (already negated to maximize); a rule of matrices also transforms each matrix (``slots``:
+    the table's parameters, for their shapes) and adds the result. Returns the advanced
+    scalar state."""
     advanced = rule.advance(h, t, scalars) if rule.scalars else _NONE
     args = rule.kernel_args(h, t, advanced, fresh)
     args["grad_scale"] = grad_scale
-    kernels.run(table, kernel, args, mask)
+    if rule.matrix is None:
+        kernels.run(table, kernel, args, mask)
+    else:
+        matrix_step(rule, kernel, table, args, mask, h, slots)
     return advanced
 
 
 class Slot:
     """A parameter: ``size`` elements of ``dtype`` from ``address`` on, wherever that memory
     is (a NumPy array, a tensor torch owns, a slice of a flat buffer). ``array`` is the NumPy
-    array when there is one: gradients are then checked against it."""
+    array when there is one: gradients are then checked against it. ``shape`` is the
+    parameter's, and ``strides`` (in elements) say where its elements lie in that memory when
+    not in C order (a rule of matrices sees each parameter as its matrix)."""
 
-    __slots__ = ("address", "size", "dtype", "array")
+    __slots__ = ("address", "size", "dtype", "array", "shape", "strides")
 
-    def __init__(self, address: int, size: int, dtype: np.dtype, array: np.ndarray | None = None):
+    def __init__(self, address: int, size: int, dtype: np.dtype, array: np.ndarray | None = None,
+                 shape: tuple[int, ...] | None = None, strides: tuple[int, ...] | None = None):
         self.address, self.size, self.dtype, self.array = address, size, np.dtype(dtype), array
+        self.shape = (size,) if shape is None else tuple(shape)
+        self.strides = strides
 
     @classmethod
     def of(cls, array: np.ndarray) -> Slot:
-        return cls(array.ctypes.data, array.size, array.dtype, array)
+        return cls(array.ctypes.data, array.size, array.dtype, array, array.shape)
 
 
 class Run:
@@ -346,7 +357,8 @@ class Group:
         if run.rounding == "stochastic":
             table.set_stream(h.seed, t)
         before = {name: v[first] for name, v in self.scalars.items()} if self.scalars else _NONE
-        scalars = run_rule(self.rule, kernel, table, h, t, before, fresh, mask, grad_scale)
+        scalars = run_rule(self.rule, kernel, table, h, t, before, fresh, mask, grad_scale,
+                           () if self.rule.matrix is None else [self.slots[s] for s in slots])
         if t == 1 and self.counts_steps and not fresh:
             self.changed()  # its first count gives a parameter state without a new role
         if table is run.table and run.uniform:  # the whole run, as one (the usual case)

@@ -76,6 +76,7 @@ class Optimizer:
             arrays = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
             if not arrays:
                 raise ValueError(f"param_groups[{g}]['params']: expected at least one array, got none")
+            first = len(params)
             for a in arrays:
                 validation.array(f"params[{len(params)}]", a)
                 if a.dtype != arrays[0].dtype:
@@ -83,6 +84,9 @@ class Optimizer:
                         f"params[{len(params)}]: expected dtype {arrays[0].dtype} like the other "
                         f"parameters of its group, got {a.dtype} (put each dtype in a group of its own)")
                 params.append(a)
+            if self.rule.matrix is not None:
+                for i, a in enumerate(arrays, start=first):
+                    self.rule.matrix.check(self.rule.name, f"params[{i}]", a.shape)
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
             if self.rule.modes is not None:

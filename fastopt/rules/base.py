@@ -120,6 +120,28 @@ class Modes:
 
 
 @dataclass(frozen=True)
+class MatrixStep:
+    """What a rule of matrices (2-D parameters) does to each parameter's whole matrix between
+    two element-wise passes: Muon's orthogonalisation, matrix products that belong to a BLAS.
+
+    A step of such a rule (:mod:`fastopt.engine.matrix`): the rule's kernel updates its state
+    and writes each parameter's matrix input into a work buffer of the compute dtype, not into
+    the parameter; ``transform(h, work)`` rewrites each parameter's work matrix (shaped as the
+    parameter), in place, into the update to add; the ``axpy`` kernel adds it,
+    ``p ← decay(h) · p + update``, storing the parameter as its storage options say.
+    """
+
+    transform: Callable[[Hypers, np.ndarray], None]
+    decay: Callable[[Hypers], float]
+
+    def check(self, rule: str, name: str, shape: tuple[int, ...]) -> None:
+        """Refuse a parameter that is no matrix, in torch's words (its tests match them)."""
+        if len(shape) != 2:
+            raise ValueError(f"{name}: {rule} only supports 2D parameters whereas we found a "
+                             f"parameter with size: {tuple(shape)}")
+
+
+@dataclass(frozen=True)
 class Rule:
     """One update rule. See the module docstring; the fields:
 
@@ -149,6 +171,8 @@ class Rule:
       rows (SparseAdam; :mod:`fastopt.rows`), the only rows the step updates;
     - ``int_step``: torch keeps the rule's ``step`` as a Python int (SparseAdam), not a
       tensor, and fastopt.torch shows it so.
+    - ``matrix``: for a rule of matrices, what it does to each whole matrix between its kernel
+      and the update (:class:`MatrixStep`); None for an element-wise rule.
     """
 
     name: str
@@ -171,6 +195,7 @@ class Rule:
     modes: Modes | None = None
     gradient: str = "dense"
     int_step: bool = False
+    matrix: MatrixStep | None = None
 
     def __post_init__(self) -> None:
         if not any(h.name == "state_dtype" for h in self.hypers):  # every rule takes them

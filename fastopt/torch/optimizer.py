@@ -113,6 +113,8 @@ class Optimizer(torch.optim.Optimizer):
                         f"params[{start + i}]: a complex parameter keeps its state as its "
                         "dtype's real parts (float32 or float64, rounded to nearest); got "
                         f"state_dtype={h.state_dtype!r}, rounding={h.rounding!r}")
+                if self.rule.matrix is not None:
+                    self.rule.matrix.check(self.rule.name, f"params[{start + i}]", tuple(p.shape))
             self._refuse_shared_memory(params)
             watched = [tensors.Watched(p, self.rule.row_major) for p in params]
             # (the storage options checked against the parameters' dtypes, last)
@@ -286,6 +288,8 @@ class Optimizer(torch.optim.Optimizer):
                     self._follow(g, s)
                 if p.grad is None:
                     continue
+                if p.is_complex() and self.rule.matrix is not None:  # as torch's Muon, at step
+                    raise RuntimeError(f"{self.rule.name} does not support complex parameters")
                 marks[s] = True
                 if sparse:  # row-sparse: the rows it touches (and its values, held alive)
                     touched[s] = tensors.sparse_rows(f"params[{index + s}]", p.grad,

@@ -132,9 +132,9 @@ class Watched:
         self.dtype, self.shape, self.strides = shard.dtype, shard.shape, self.stepped.stride()
 
     def slot(self) -> Slot:
-        per_element = STEPPED[self.dtype][1]
-        return Slot(self.stepped.data_ptr(), self.stepped.numel() * per_element,
-                    storage_dtype(self.stepped))
+        real = torch.view_as_real(self.stepped) if self.stepped.is_complex() else self.stepped
+        return Slot(real.data_ptr(), real.numel(), storage_dtype(self.stepped), None,
+                    tuple(real.shape), None if real.is_contiguous() else real.stride())
 
     def state(self, array: np.ndarray) -> torch.Tensor:
         """``array`` (the parameter's slice of a state buffer) as torch shows its state: shaped

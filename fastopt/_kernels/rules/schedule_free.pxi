@@ -37,13 +37,14 @@ cdef void schedule_free_chunk(floating* p, const floating* g, floating** state, 
     cdef floating beta2 = <floating>a.beta2, one_minus_beta2 = <floating>(1.0 - a.beta2)
     cdef floating bias2 = <floating>a.bias2, eps = <floating>a.eps
     cdef floating weight_decay = <floating>a.weight_decay, grad_scale = <floating>a.grad_scale
-    cdef floating weight = <floating>a.weight
+    cdef floating weight = <floating>a.weight, keep_start = 1 - weight
+    cdef floating keep_y = 1 - ckp1
     cdef bint adaptive = a.adaptive, first = a.first
     cdef floating gi, yi, zi, ui, vi
     cdef Py_ssize_t i
     if a.switch:
         for i in range(n):
-            p[i] = lerp(p[i], z[i], weight)
+            p[i] = lerp(p[i], z[i], weight, keep_start)
         return
     for i in range(n):
         gi = grad_scale * g[i]
@@ -54,5 +55,5 @@ cdef void schedule_free_chunk(floating* p, const floating* g, floating** state, 
             vi = running_avg_sq(v, i, gi, beta2, one_minus_beta2)
             ui = gi / (root(vi / bias2) + eps)
         ui = with_l2(ui, weight_decay, yi)
-        p[i] = lerp(yi, zi, ckp1) + y_coef * ui
+        p[i] = lerp(yi, zi, ckp1, keep_y) + y_coef * ui
         z[i] = zi - lr * ui
