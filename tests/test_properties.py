@@ -15,7 +15,7 @@ from fastopt.rules import RULES
 from fastopt.rules.storage import hypers as storage_hypers
 from fastopt.validation import Flag, Integer, Pair
 
-from conftest import training
+from conftest import given as taken_by, training
 
 unit = st.floats(0.0, 0.999)
 small = st.floats(0.0, 0.5)
@@ -98,8 +98,9 @@ def test_kernels_equal_reference_bitwise(config, shapes, dtype, split, threads, 
     saved = fastopt.get_num_threads()
     fastopt.set_num_threads(threads)
     try:
-        for _ in range(12):
-            grads = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+        for t in range(1, 13):
+            grads = taken_by(name, [rng.standard_normal(shape).astype(dtype) for shape in shapes],
+                             t)  # row-sparse for a rule that takes them so
             opt.step(grads)
             ref.step(grads)
     finally:
