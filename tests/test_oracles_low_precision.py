@@ -201,7 +201,8 @@ def _one_step_codes(g: np.ndarray, signed: bool):
 def test_codes_are_the_nearest_on_bitsandbytes_code(signed):
     """Values over 14 decades: fastopt's block scales are bitsandbytes' and torchao's exactly;
     every code is the nearest value of bitsandbytes' own code (an exhaustive argmin), and
-    torchao's codes are the same but for exact ties; bitsandbytes' CPU quantiser is never
+    torchao's codes are the same but for exact ties (and
+    positive values below half the unsigned code's smallest, which fastopt never reads as 0); bitsandbytes' CPU quantiser is never
     nearer than fastopt (it is further on many values: its search is not exact)."""
     F = _bnb_functional()
     quant_utils = pytest.importorskip("torchao.optim.quant_utils")
@@ -220,16 +221,20 @@ def test_codes_are_the_nearest_on_bitsandbytes_code(signed):
     scaled = values / np.repeat(scales, 256)[:values.size]
     table = bnb_code.numpy().astype(np.float64)
     nearest = np.argmin(np.abs(scaled[:, None].astype(np.float64) - table[None, :]), axis=1)
+    # fastopt's one exception to nearest: a positive value never reads as the unsigned 0
+    floored = (nearest == 0) & (scaled > 0)
+    assert signed != floored.any()  # (this draw has such values, and only the unsigned code)
+    nearest[floored] = 1
     np.testing.assert_array_equal(codes, nearest)
     mine_error = np.abs(table[codes] - scaled)
     bnb_error = np.abs(table[bnb_codes.numpy()] - scaled)
-    assert np.all(bnb_error >= mine_error - 1e-7)
+    assert np.all((bnb_error >= mine_error - 1e-7)[~floored])
 
     whole = values[:4 * 4096].reshape(-1, 256)  # torchao quantises whole blocks
     ao_scaled, ao_scale = scale_tensor(torch.from_numpy(whole), 256)
     np.testing.assert_array_equal(ao_scale.numpy().reshape(-1), scales[:whole.shape[0]])
     ao_codes = quantize_8bit_with_qmap(ao_scaled, bnb_code).numpy().reshape(-1)
-    differ = ao_codes != codes[:whole.size]
+    differ = (ao_codes != codes[:whole.size])[~floored[:whole.size]]
     assert differ.mean() < 1e-3  # ties: exactly halfway between two code values
 
 

@@ -26,7 +26,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import fastopt.torch as ft  # noqa: E402
 
-from conftest import TORCH_PER_CLASS, TORCH_PER_CLASS_IDS  # noqa: E402
+from conftest import TORCH_PER_CLASS, rule_of  # noqa: E402
 
 SHAPES = [(1023,), (7, 13), (64, 33)]
 STEPS = 120
@@ -42,6 +42,8 @@ def _distance(p: torch.Tensor, q: torch.Tensor) -> float:
 
 def _cases():
     for config in TORCH_PER_CLASS:
+        if rule_of(config).gradient != "dense":  # SparseAdam: tests/test_oracles_sparse_adam.py
+            continue
         for dtype in (torch.bfloat16, torch.float16):
             for impl in ("fused", "for-loop"):
                 if impl == "fused" and config.name not in FUSED:

@@ -32,10 +32,11 @@ import fastopt  # noqa: E402
 import fastopt.torch as ft  # noqa: E402
 
 from conftest import (  # noqa: E402
-    CONFIG_IDS,
     CONFIGS,
+    DENSE_PER_CLASS,
+    DENSE_PER_CLASS_IDS,
     PER_CLASS,
-    PER_CLASS_IDS,
+    rule_of,
     STORAGE_MODE_IDS,
     STORAGE_MODES,
     GradStream,
@@ -112,8 +113,13 @@ def assert_state_same(numpy_sd, torch_sd, what):
 
 
 # ----------------------------------------------------------------------------- the kernels
+# (of dense gradients: SparseAdam's row-sparse ones in storage modes are tests/test_storage.py's,
+# and its torch path tests/test_oracles_sparse_adam.py's)
+DENSE_CONFIGS = [c for c in CONFIGS if rule_of(c).gradient == "dense"]
+
+
 @pytest.mark.parametrize("mode", STORAGE_MODES, ids=STORAGE_MODE_IDS)
-@pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
+@pytest.mark.parametrize("config", DENSE_PER_CLASS, ids=DENSE_PER_CLASS_IDS)
 def test_every_rule_in_every_mode_steps_as_the_numpy_front_end(config, mode):
     mine, theirs, arrays, params = run_both(config, mode)
     assert_same(mine, theirs, arrays, params, f"{config.id} {mode.id}")
@@ -124,7 +130,7 @@ LOW_MODES = [Mode(f"{param}-{state}", param, param, {"state_dtype": state})
 
 
 @pytest.mark.parametrize("mode", LOW_MODES, ids=[m.id for m in LOW_MODES])
-@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+@pytest.mark.parametrize("config", DENSE_CONFIGS, ids=[c.id for c in DENSE_CONFIGS])
 def test_every_option_trains_low_precision_models(config, mode):
     """Every configuration steps bfloat16 and float16 models (state in float32, bfloat16 or 8
     bits), to the bit as the NumPy front end does, and moves them."""

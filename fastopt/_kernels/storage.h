@@ -160,7 +160,12 @@ static void fastopt_store_kahan(const float* old, const float* new_, uint16_t* p
    `lower` holds, per bucket, how many midpoints lie in the buckets below, and at most
    FASTOPT_BUCKET_DEPTH midpoints lie in any bucket (checked when the book is made), so that
    many compare-and-steps finish the count: c = the number of midpoints below y (ties go
-   down). */
+   down).
+
+   One exception to nearest: a positive value never takes the unsigned code's 0 (its index
+   0), but its smallest positive value. A second moment read as 0 beside a first moment that
+   is not makes the step m / (sqrt(0) + eps), tens of times float32's; the signed code has
+   −1 at index 0, which no positive value is nearest to, so the rule is the same for both. */
 #define FASTOPT_BUCKET_SHIFT 18
 #define FASTOPT_BUCKET_DEPTH 3
 #define FASTOPT_BUCKET_FIRST 4127u  /* key(−1) >> FASTOPT_BUCKET_SHIFT */
@@ -223,6 +228,7 @@ static float fastopt_store_q8(const float* src, Py_ssize_t n, const fastopt_book
         float y = src[i] / absmax;
         int32_t c = book->lower[(fastopt_key(y) >> FASTOPT_BUCKET_SHIFT) - FASTOPT_BUCKET_FIRST];
         for (int r = 0; r < FASTOPT_BUCKET_DEPTH; r++) c += y > book->mid[c];
+        c += (c == 0) & (y > 0.0f);
         codes[i] = (uint8_t)c;
     }
     return absmax;

@@ -88,7 +88,8 @@ def quantize(x: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """8-bit codes (x's shape) and block scales (one per 256 elements, in x's order) of
     float32 ``x``: each block's largest magnitude, and for each value the index of the code
     value nearest to value / scale, ties to the lower (found by a search of the code's
-    midpoints). A block with NaN or ±Inf has a NaN scale and zero codes, an all-zero block a
+    midpoints), but that a positive value takes the unsigned code's smallest positive value
+    rather than its 0. A block with NaN or ±Inf has a NaN scale and zero codes, an all-zero block a
     zero scale."""
     code, mid = _code(signed)
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
@@ -100,7 +101,9 @@ def quantize(x: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
         top = np.abs(rows).max(axis=1) if rows.size else np.zeros(0, np.float32)
         bad = ~np.isfinite(top) | (top == 0)
         y = rows / np.where(bad, np.float32(1), top)[:, None]
-    codes = np.searchsorted(mid, y.reshape(-1), side="left").astype(np.uint8).reshape(rows.shape)
+    codes = np.searchsorted(mid, y.reshape(-1), side="left").reshape(rows.shape)
+    codes[(codes == 0) & (y > 0)] = 1  # a positive value never reads as the unsigned code's 0
+    codes = codes.astype(np.uint8)
     zero = np.flatnonzero(code == 0)[0]
     codes[bad] = zero
     scales = np.where(np.isfinite(top), top, np.float32(np.nan)).astype(np.float32)

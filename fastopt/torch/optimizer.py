@@ -48,8 +48,13 @@ class Optimizer(torch.optim.Optimizer):
                 storage[h.name] = value
         self._setup(storage)
         super().__init__(params, *args, **kwargs)
-        if self._dirty:  # torch's constructor wrote initial state (Adagrad's): the engine's own
-            self.__dict__["state"] = LiveState(self._touch)  # initial values, in its storage
+        # torch's constructor wrote initial state (Adagrad's) in the parameters' dtype: where
+        # the engine's storage is another, its own initial values are kept instead.
+        # TODO: with default storage torch's values are still taken in (optim_db's per-group
+        # initial_accumulator_value differs otherwise; not yet understood).
+        if self._dirty and (self._storage or any(p.dtype in tensors.LOW
+                                                 for ps in self._params for p in ps)):
+            self.__dict__["state"] = LiveState(self._touch)
             self._views = [[{} for _ in params] for params in self._params]
             self._versions = [-1] * len(self._versions)
             self._dirty = False
