@@ -22,6 +22,7 @@ def model(dtype=np.float32):
     return params, grads
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
 def test_steps_allocate_nothing_after_the_first(config):
     params, grads = model()
