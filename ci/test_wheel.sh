@@ -5,6 +5,7 @@
 # PYTHON: the interpreter for the environment (default python3; it must match the wheel's tag).
 # NUMPY=oldest: NumPy pinned to the floor the wheel declares (default: the newest release).
 # TORCH=0: leave torch and the oracles built on it out of the test extras (their tests skip).
+# MARKS: a pytest mark expression for the suite (default: every test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 wheel=$1
@@ -46,4 +47,4 @@ python ci/check_installed.py --openmp "$openmp"
 (cd "$(mktemp -d)" && python -m fastopt bench --quick --optimizers Adam SGD)
 # The README's test command. pytest puts tests/ on sys.path, not the repository root, so
 # `import fastopt` is the installed wheel (the report header says where it came from).
-pytest tests
+pytest tests ${MARKS:+-m "$MARKS"}

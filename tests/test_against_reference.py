@@ -99,6 +99,7 @@ def run_pair(config, model, steps, *, on_step=None):
     return opt, ref, params_f, params_r
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("layout", LAYOUT_IDS)
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
 def test_matches_reference(config, layout, dtype):

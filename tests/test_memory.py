@@ -26,6 +26,7 @@ def model(dtype=np.float32, config=None):
     return params, grads
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("config", ELEMENTWISE, ids=[c.id for c in ELEMENTWISE])
 def test_steps_allocate_nothing_after_the_first(config):
     params, grads = model()

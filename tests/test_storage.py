@@ -162,6 +162,7 @@ def _moved(ref, model_layout="multi", config=None):
                for p, s in zip(params, start))
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("mode", STORAGE_MODES, ids=STORAGE_MODE_IDS)
 @pytest.mark.parametrize("config", PER_CLASS, ids=PER_CLASS_IDS)
 def test_every_rule_in_every_mode_matches_reference(config, mode):
