@@ -422,7 +422,7 @@ def test_mixed_dtypes_and_channels_last():
         def forward(self, x):
             return self.head(self.conv(x).mean((2, 3)).double())
 
-    def net(dtype):
+    def net(dtype, bias=True):
         torch.manual_seed(0)
         return Net()
 

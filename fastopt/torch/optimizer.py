@@ -18,17 +18,15 @@ import torch
 from .. import rows
 from ..engine import EMPTY, Engine, Group, Loaded, Run, check_entry
 from ..rules import Rule
-from .._kernels import kernels
-from ..rules.storage import COMPENSATION, Q8, scale_key
-from ..rules.storage import hypers as storage_hypers
-from . import dtensor, sharded, tensors
+from ..rules.storage import scale_key
+from . import dtensor, entries, gradients, sharded, tensors
 from .state import Entry, LiveState
+from .state_dicts import STORAGE_HYPERS, StateDicts
 
 _IMPLEMENTATION = ("capturable", "differentiable")  # switches fastopt cannot honour
-STORAGE_HYPERS = storage_hypers()
 
 
-class Optimizer(torch.optim.Optimizer):
+class Optimizer(StateDicts, torch.optim.Optimizer):
     """A torch.optim.Optimizer whose step is one fastopt kernel call per group (and dtype).
 
     A subclass names its rule (``rule``) and, where torch has the rule, derives from the
@@ -258,13 +256,13 @@ class Optimizer(torch.optim.Optimizer):
             if mine[s] is not None:
                 raise ValueError(f"params[{n}]: expected each parameter once, got it twice")
             index = sum(len(group) for group in self._params[:g]) + s
-            mine[s] = self._checked_grad(index, w, grad, scratch)
+            mine[s] = gradients.checked(index, w, grad, scratch)
             chosen.setdefault(g, []).append(s)
             if w.stepped is not w.shard:
                 staged.append(w)
-        addresses = {g: self._laid_out(self._watched[g], mine, scratch)
+        addresses = {g: gradients.laid_out(self._watched[g], mine, scratch)
                      for g, mine in given.items()}
-        kinds = {g: self._kinds(self._watched[g], mine) for g, mine in given.items()}
+        kinds = {g: gradients.kinds(self._watched[g], mine) for g, mine in given.items()}
         checked = self._engine.check(self.param_groups)
 
         def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
@@ -300,57 +298,12 @@ class Optimizer(torch.optim.Optimizer):
                     touched[s] = tensors.sparse_rows(f"params[{index + s}]", p.grad,
                                                      watched[s].stepped)
                 else:
-                    grads[s] = self._checked_grad(index + s, watched[s], p.grad, scratch)
+                    grads[s] = gradients.checked(index + s, watched[s], p.grad, scratch)
             active.append(marks)
-            addresses.append(touched if sparse else self._laid_out(watched, grads, scratch))
-            kinds.append(self._kinds(watched, grads))
+            addresses.append(touched if sparse else gradients.laid_out(watched, grads, scratch))
+            kinds.append(gradients.kinds(watched, grads))
             index += len(watched)
         return active, addresses, kinds, scratch
-
-    @staticmethod
-    def _checked_grad(index: int, w: tensors.Watched, grad: torch.Tensor,
-                      scratch: list[torch.Tensor]) -> torch.Tensor:
-        """Parameter ``index``'s gradient ``grad`` checked (a DTensor's: its local shard, a
-        redistributed one kept alive in ``scratch``)."""
-        if w.distributed:
-            grad = dtensor.local_grad(f"params[{index}]", w.param, grad)
-            scratch.append(grad)
-        # torch keeps a .grad of its parameter's dtype (or its grad_dtype) and shape; checked
-        # all the same, since a kernel reads exactly that many bytes.
-        if not tensors.grad_accepted(grad, w.shard) or grad.shape != w.shape or (
-                grad.layout is not torch.strided) or grad.device.type != "cpu":
-            tensors.refuse_grad(f"params[{index}]", grad, w.shard)
-        return grad
-
-    @staticmethod
-    def _laid_out(watched: list[tensors.Watched], grads: list[torch.Tensor | None],
-                  scratch: list[torch.Tensor]) -> list[int]:
-        """Where each gradient's elements are laid out as its stepped tensor's (0: none),
-        ``grads`` updated to what is read. One kernel call reads one gradient type: float32
-        parameters whose gradients come in several types read copies promoted to float32
-        (exact); copies are kept alive in ``scratch``."""
-        low = {grad.dtype for w, grad in zip(watched, grads)
-               if grad is not None and w.dtype is torch.float32}
-        where = [0] * len(watched)
-        for s, (w, grad) in enumerate(zip(watched, grads)):
-            if grad is None:
-                continue
-            if len(low) > 1 and grad.dtype is not w.dtype:
-                grad = grad.to(w.dtype)
-                scratch.append(grad)
-            if grad.stride() != w.strides and not tensors.same_layout(grad, w.stepped):
-                grad = torch.empty_like(w.stepped, dtype=grad.dtype).copy_(grad)
-                scratch.append(grad)  # laid out as stepped
-            grads[s] = grad
-            where[s] = grad.data_ptr()
-        return where
-
-    @staticmethod
-    def _kinds(watched: list[tensors.Watched], grads: list[torch.Tensor | None]) -> list[int]:
-        """Each gradient's storage type code where it differs from its parameter's, else -1."""
-        return [-1 if grad is None or grad.dtype is w.dtype
-                else kernels.DTYPE_CODES[tensors.STEPPED[grad.dtype][0]]
-                for w, grad in zip(watched, grads)]
 
     def _follow(self, g: int, s: int) -> None:
         """Step parameter ``s`` of group ``g`` where its memory is now (``p.data = ...``, a
@@ -367,17 +320,7 @@ class Optimizer(torch.optim.Optimizer):
                 f"where its state was made for {group.slots[s].size} {group.slots[s].dtype}: create "
                 "the optimizer again (or load a state dict into a new one)")
         if s in group.placed and new.strides != old.strides:
-            for role in group.live[s]:  # the state follows the elements into their new order
-                if group.dtype_of(s, role) == Q8:  # blocks are of memory order: quantised anew
-                    values = np.empty(group.slots[s].size, np.float32)
-                    kernels.dequantize(group.view(s, role), group.scales(s, role), values,
-                                       group.signed(role))
-                    before = tensors.state_view(values, new.stepped, old.strides).clone()
-                    tensors.state_view(values, new.stepped).copy_(before)
-                    group.put(s, role, values)
-                    continue
-                before = tensors.state_view(group.view(s, role), new.stepped, old.strides)
-                tensors.state_view(group.view(s, role), new.stepped).copy_(before.clone())
+            entries.reorder(group, s, new, old)
         group.slots[s] = slot
         self._watched[g][s] = new
         group.rebuild()
@@ -399,7 +342,7 @@ class Optimizer(torch.optim.Optimizer):
                             dict.__setitem__(live[p], "step", views[s]["step"])
                 continue
             for s, p in enumerate(params):
-                new = self._views_of(group, s, self._watched[g][s])
+                new = entries.views_of(self.rule, group, s, self._watched[g][s])
                 entry = dict.get(live, p)
                 if entry is None and new:
                     entry = Entry(self._touch)
@@ -410,30 +353,6 @@ class Optimizer(torch.optim.Optimizer):
                     dict.update(entry, new)
                 views[s] = new
             self._versions[g] = group.version
-
-    def _views_of(self, group: Group, s: int, w: tensors.Watched) -> dict[str, torch.Tensor]:
-        if not group.has_state(s):
-            return {}
-        views: dict[str, torch.Tensor] = {}
-        if group.counts_steps:
-            views["step"] = (int(group.steps[s]) if self.rule.int_step
-                             else tensors.scalar_view(group.steps, s))
-        for name, values in group.scalars.items():
-            views[name] = tensors.scalar_view(values, s)
-        for role in group.roles:
-            if role in group.live[s]:
-                for key, array in group.views(s, role).items():  # 8-bit: codes and scales
-                    views[key] = w.state(array) if key == role else tensors.as_tensor(array)
-        return views
-
-    def _in_sync(self, entry: Any, views: dict[str, torch.Tensor]) -> bool:
-        """Whether ``entry`` holds exactly the engine's views (besides keys of its own)."""
-        if not isinstance(entry, dict):
-            return False
-        known = {"step", COMPENSATION, *self.rule.role_names, *map(scale_key, self.rule.role_names),
-                 *(s.name for s in self.rule.scalars)}
-        return (known & entry.keys()) == views.keys() and all(
-            entry[k] is v for k, v in views.items())
 
     def _take_state_in(self) -> None:
         """Take what was written into ``state`` into the engine: every changed entry is
@@ -447,7 +366,7 @@ class Optimizer(torch.optim.Optimizer):
                 entry, views = dict.get(self.state, p), self._views[g][s]
                 where = f"state[params[{index}]]"
                 index += 1
-                if entry is not None and self._in_sync(entry, views):
+                if entry is not None and entries.in_sync(self.rule, entry, views):
                     continue  # what the engine holds (and perhaps a tool's own keys)
                 def array(name: str, key: str, value: Any, p: torch.Tensor = p, s: int = s,
                           engine_group: Group = engine_group) -> torch.Tensor:
@@ -472,116 +391,9 @@ class Optimizer(torch.optim.Optimizer):
             group = self._engine.groups[g]
             group.load(s, loaded.step, loaded.scalars,
                        [key for key in loaded.arrays if key in group.roles])
-            self._put(group, s, loaded.arrays)
+            entries.put(group, s, self._watched[g][s].stepped, loaded.arrays)
             self._versions[g] = -1
         for group in self._engine.groups:
             group.settle()
         self._dirty = False
         self._sync_views()
-
-    def _put(self, group: Group, s: int, arrays: dict[str, torch.Tensor]) -> None:
-        """Copy a checked entry's tensors into parameter ``s``'s state: values rounded to
-        nearest into low-precision state, or quantised into 8-bit state; 8-bit codes and
-        their scales as they are."""
-        stepped = self._watched[group.index][s].stepped
-        for key, value in arrays.items():
-            if key not in group.roles:  # an 8-bit role's scales
-                role = next(r for r in group.roles if scale_key(r) == key)
-                torch.from_numpy(group.scales(s, role)).copy_(value)
-            elif group.dtype_of(s, key) == Q8 and value.dtype is not torch.uint8:
-                values = np.empty(group.slots[s].size, np.float32)
-                tensors.state_view(values, stepped).copy_(value)
-                group.put(s, key, values)
-            else:
-                tensors.state_view(group.view(s, key), stepped).copy_(value)
-
-    def state_dict(self) -> dict[str, Any]:
-        """torch's state dict (torch's own packing and hooks): state tensors are views of the
-        engine's buffers, live as torch.optim's are; each entry a plain dict (so that
-        ``torch.load(weights_only=True)`` reads a saved one)."""
-        if self._dirty:
-            self._take_state_in()
-        sd = super().state_dict()
-        if isinstance(sd, dict) and isinstance(sd.get("state"), dict):  # a hook may replace it
-            sd["state"] = {k: dict(v) if isinstance(v, Entry) else v
-                           for k, v in sd["state"].items()}
-        return sd
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's ``load_state_dict`` (its hooks, checks, casts and defaults), refusing first,
-        with ValueError or TypeError, what is no state dict at all; every group and entry is
-        checked before anything changes."""
-        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
-            raise ValueError(
-                "state_dict: expected a dict with keys 'state' and 'param_groups', got "
-                + (f"keys {sorted(state_dict, key=str)}" if isinstance(state_dict, dict)
-                   else type(state_dict).__name__))
-        if not isinstance(state_dict["param_groups"], (list, tuple)) or not isinstance(
-                state_dict["state"], dict):
-            raise TypeError("state_dict: expected 'param_groups' to be a list and 'state' a dict")
-        # torch casts every floating state tensor to its parameter's dtype as it loads; the
-        # engine's storage may be another (float32 moments of bfloat16 parameters, 8-bit codes
-        # and their float32 scales), so the tensors given are taken back where torch cast them.
-        saved = [i for group in state_dict["param_groups"] if isinstance(group, dict)
-                 for i in group.get("params", ())]
-        current = [p for group in self.param_groups for p in group["params"]]
-        self._given = {p: state_dict["state"][i] for i, p in zip(saved, current)
-                       if isinstance(state_dict["state"].get(i), dict)}
-        try:
-            super().load_state_dict(state_dict)
-        finally:
-            del self._given
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Where ``load_state_dict`` lands (after torch's checks and casts), and where a copy
-        or an unpickled optimizer is made: torch's class fills in the groups' defaults; the
-        groups and the state are checked, and taken in, or everything is put back as it was."""
-        if "_engine" not in self.__dict__:  # a deep copy or an unpickled optimizer: build it
-            self._setup({h.name: state["defaults"][h.name] for h in STORAGE_HYPERS
-                         if h.name in state["defaults"]})
-            torch.optim.Optimizer.__setstate__(self, {"defaults": state["defaults"],
-                                                      "param_groups": []})
-            for group in state["param_groups"]:
-                self.add_param_group(dict(group))
-        before = {key: self.__dict__[key] for key in ("param_groups", "defaults", "state")}
-        super().__setstate__(state)
-        loaded = self.__dict__["state"]
-        _uncast(loaded, self.__dict__.get("_given", {}))
-        try:
-            for g, group in enumerate(self.param_groups):
-                for key, value in self._storage.items():  # a torch.optim dict lacks them
-                    group.setdefault(key, value)
-                self._check_group(g, group)  # torch's class filled in what older versions lacked
-            self.state = loaded
-            self._views = [[{} for _ in params] for params in self._params]
-            self._versions = [-1] * len(self._versions)
-            self._take_state_in()
-        except BaseException:
-            self.__dict__.update(before)
-            self._views = [[{} for _ in params] for params in self._params]
-            self._versions = [-1] * len(self._versions)
-            self._dirty = False
-            self._sync_views()
-            raise
-        self._engine.memo.forget()
-
-    def __getstate__(self) -> dict[str, Any]:
-        if self._dirty:
-            self._take_state_in()
-        return super().__getstate__()
-
-
-def _uncast(state: Any, given: dict[torch.Tensor, dict[Any, Any]]) -> None:
-    """Put back, into ``state`` as torch's ``load_state_dict`` made it, the tensors ``given``
-    where torch only cast them to their parameter's dtype."""
-    for p, entry in dict(state).items():
-        original = given.get(p)
-        if original is None or not isinstance(entry, dict):
-            continue
-        for key, value in entry.items():
-            before = original.get(key)
-            if (key != "step" and isinstance(value, torch.Tensor)
-                    and isinstance(before, torch.Tensor) and before.dtype != value.dtype
-                    and before.shape == value.shape and before.device == value.device
-                    and torch.equal(before.to(value.dtype), value)):
-                entry[key] = before
