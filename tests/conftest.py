@@ -9,6 +9,7 @@ What lives here:
   out as one group or as several groups with their own hyper-parameters;
 - ``GradStream``: deterministic random gradients per step (fresh arrays every call);
 - comparison helpers (bitwise state-dict equality, scale-aware closeness).
+- ``checkpoints``, ``at_2``: fixtures of the modules that run over several ranks.
 """
 
 from __future__ import annotations
@@ -567,6 +568,19 @@ def restore_threads():
     fastopt.set_num_threads(before)
     assert fastopt.get_num_threads() == before
 
+
+# Runs over several ranks (tests/distributed.py): a module defines ``at_2_ranks``, the results
+# of its run over 2 ranks (module-scoped, as these fixtures), and finds these here.
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, request):
+    """A folder for the checkpoints that a module's runs over several ranks write and read."""
+    return tmp_path_factory.mktemp(request.module.__name__)
+
+
+@pytest.fixture(scope="module")
+def at_2(at_2_ranks):
+    """Rank 0's results of the module's run over 2 ranks."""
+    return at_2_ranks[0]
 
 
 def pytest_report_header(config):

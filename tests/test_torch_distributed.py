@@ -338,11 +338,6 @@ def two_ranks_rank(ckpt_dir):
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    return tmp_path_factory.mktemp("zero")
-
-
-@pytest.fixture(scope="module")
 def at_3(checkpoints):
     return distributed.run(3, three_ranks_rank, str(checkpoints), timeout=150)
 
@@ -350,11 +345,6 @@ def at_3(checkpoints):
 @pytest.fixture(scope="module")
 def at_2_ranks(at_3, checkpoints):
     return distributed.run(2, two_ranks_rank, str(checkpoints), timeout=170)
-
-
-@pytest.fixture(scope="module")
-def at_2(at_2_ranks):
-    return at_2_ranks[0]
 
 
 # ------------------------------------------------------------------------------- ZeRO-1

@@ -328,19 +328,9 @@ def two_ranks_rank(ckpt_dir):
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    return tmp_path_factory.mktemp("fsdp")
-
-
-@pytest.fixture(scope="module")
 def at_2_ranks(checkpoints):
     (checkpoints / "2").mkdir()
     return distributed.run(2, two_ranks_rank, str(checkpoints / "2"), timeout=170)
-
-
-@pytest.fixture(scope="module")
-def at_2(at_2_ranks):
-    return at_2_ranks[0]
 
 
 @pytest.fixture(scope="module")

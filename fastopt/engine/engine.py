@@ -14,8 +14,9 @@ from .._kernels import kernels
 from ..rules import Rule
 from ..rules.base import Hypers
 from ..rules.storage import storage_of
-from .group import Group, Run, Slot
+from .group import Group
 from .memo import Checked, HyperMemo
+from .runs import Run, Slot
 
 # bind(g, run, table, slots): point ``table`` (one of ``run``'s) at the gradients of group g's
 # ``slots``, validating them first (raise, and nothing has changed).

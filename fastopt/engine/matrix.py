@@ -29,7 +29,7 @@ from ..flat import aligned_offsets, aligned_zeros
 if TYPE_CHECKING:
     from ..rules import Rule
     from ..rules.base import Hypers
-    from .group import Slot
+    from .runs import Slot
 
 AXPY = kernels.KERNELS.index("axpy")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import LR, NON_NEGATIVE, UNIT, Hyper, Role, Rule, maximize
+from .base import LR, NON_NEGATIVE, UNIT, Hyper, Role, Rule, maximize, torch_optim
 
 
 def _kernel_args(h, t, scalars, fresh):
@@ -26,11 +26,8 @@ p ← p − γ Δ""",
         maximize(),
     ),
     roles=(Role("square_avg", nonnegative=True), Role("acc_delta", nonnegative=True)),
-    kernel="adadelta",
+    **torch_optim("adadelta", "Adadelta"),
     kernel_args=_kernel_args,
-    reference="adadelta",
-    source="torch.optim.Adadelta",
-    torch_name="Adadelta",
     uses_step=False,
 )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import LR, NON_NEGATIVE, Hyper, Role, Rule, maximize
+from .base import LR, NON_NEGATIVE, Hyper, Role, Rule, maximize, torch_optim
 
 
 def _kernel_args(h, t, scalars, fresh):
@@ -29,11 +29,8 @@ p ← p − γₜ g / (√s + ε)""",
     # torch creates Adagrad's state with the optimizer, not at the first step.
     roles=(Role("sum", initial=lambda h: h.initial_accumulator_value, at_construction=True,
                 nonnegative=True),),
-    kernel="adagrad",
+    **torch_optim("adagrad", "Adagrad"),
     kernel_args=_kernel_args,
-    reference="adagrad",
-    source="torch.optim.Adagrad",
-    torch_name="Adagrad",
 )
 
 RULES = (ADAGRAD,)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .base import BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, maximize, weight_decay_terms
+from .base import (BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, maximize, torch_optim,
+                   weight_decay_terms)
 
 
 def _kernel_args(h, t, scalars, fresh):
@@ -35,11 +36,8 @@ p ← p − (γ / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)""",
     ),
     roles=(Role("exp_avg"), Role("exp_avg_sq", nonnegative=True),
            Role("max_exp_avg_sq", used=lambda h: h.amsgrad, when="amsgrad", nonnegative=True)),
-    kernel="adam",
+    **torch_optim("adam", "Adam"),
     kernel_args=_kernel_args,
-    reference="adam",
-    source="torch.optim.Adam",
-    torch_name="Adam",
 )
 
 ADAMW = ADAM.variant(

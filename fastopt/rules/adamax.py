@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import BETAS, LR, NON_NEGATIVE, Hyper, Role, Rule, maximize
+from .base import BETAS, LR, NON_NEGATIVE, Hyper, Role, Rule, maximize, torch_optim
 
 
 def _kernel_args(h, t, scalars, fresh):
@@ -27,11 +27,8 @@ p ← p − (γ / (1 − β₁ᵗ)) · m / u""",
         maximize(),
     ),
     roles=(Role("exp_avg"), Role("exp_inf", nonnegative=True)),
-    kernel="adamax",
+    **torch_optim("adamax", "Adamax"),
     kernel_args=_kernel_args,
-    reference="adamax",
-    source="torch.optim.Adamax",
-    torch_name="Adamax",
 )
 
 RULES = (ADAMAX,)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import validation
-from .base import LR, NON_NEGATIVE, Hyper, Hypers, Role, Rule, Scalar, maximize
+from .base import LR, NON_NEGATIVE, Hyper, Hypers, Role, Rule, Scalar, maximize, torch_optim
 
 ANY = validation.Real(low=-math.inf)  # torch takes any alpha and t0
 
@@ -77,11 +77,8 @@ the previous step stored, then stores the next ones.""",
     # eta's initial value is never read: a step that creates the state starts from γ.
     scalars=(Scalar("eta", 0.0, np.float32, 0.0, math.inf, _advance_eta),
              Scalar("mu", 1.0, np.float32, 0.0, 1.0, _advance_mu)),
-    kernel="asgd",
+    **torch_optim("asgd", "ASGD"),
     kernel_args=_kernel_args,
-    reference="asgd",
-    source="torch.optim.ASGD",
-    torch_name="ASGD",
 )
 
 RULES = (ASGD,)

@@ -336,6 +336,13 @@ def maximize() -> Hyper:
     return Hyper("maximize", False, FLAG, keyword_only=True)
 
 
+def torch_optim(kernel: str, torch_name: str) -> dict[str, str]:
+    """The fields of a rule that ``torch.optim.<torch_name>`` defines, whose kernel and
+    reference function are both named ``kernel``: ``Rule(..., **torch_optim("sgd", "SGD"))``."""
+    return {"kernel": kernel, "reference": kernel, "source": f"torch.optim.{torch_name}",
+            "torch_name": torch_name}
+
+
 def weight_decay_terms(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
     """The kernels' L2 coefficient and factor on p: (λ, 1), or (0, 1 − γ λ) when decoupled."""
     return (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)

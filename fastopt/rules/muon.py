@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import validation
 from ..newton_schulz import orthogonalize
-from .base import FLAG, LR, NON_NEGATIVE, Hyper, MatrixStep, Role, Rule
+from .base import FLAG, LR, NON_NEGATIVE, Hyper, MatrixStep, Role, Rule, torch_optim
 
 # Keller Jordan's quintic coefficients, torch's defaults.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -65,11 +65,8 @@ p ← p · (1 − γ λ) − γ' X""",
         Hyper("adjust_lr_fn", None, validation.Optional(validation.Choice(ADJUSTMENTS))),
     ),
     roles=(Role("momentum_buffer"),),
-    kernel="muon",
+    **torch_optim("muon", "Muon"),
     kernel_args=_kernel_args,
-    reference="muon",
-    source="torch.optim.Muon",
-    torch_name="Muon",
     counts_steps=False,
     uses_step=False,
     matrix=MatrixStep(_update, _decay),

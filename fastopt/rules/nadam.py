@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, Scalar, maximize,
+from .base import (BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, Scalar, maximize, torch_optim,
                    weight_decay_terms)
 
 # From this beta1 on, μₜ may round to 1 in float32, where Π is kept: with a large enough
@@ -65,11 +65,8 @@ p ← p − γ (1 − μₜ) / (1 − Πₜ) · g / d − γ μₜ₊₁ / (1 �
     ),
     roles=(Role("exp_avg"), Role("exp_avg_sq", nonnegative=True)),
     scalars=(Scalar("mu_product", 1.0, np.float32, 0.0, 1.0, _advance_mu_product),),
-    kernel="nadam",
+    **torch_optim("nadam", "NAdam"),
     kernel_args=_kernel_args,
-    reference="nadam",
-    source="torch.optim.NAdam",
-    torch_name="NAdam",
     requires=_requires,
 )
 

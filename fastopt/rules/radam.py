@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .base import BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, maximize, weight_decay_terms
+from .base import (BETAS, FLAG, LR, NON_NEGATIVE, Hyper, Role, Rule, maximize, torch_optim,
+                   weight_decay_terms)
 
 
 def _kernel_args(h, t, scalars, fresh):
@@ -40,11 +41,8 @@ p ← p − (m / (1 − β₁ᵗ)) · γ                                        
         maximize(),
     ),
     roles=(Role("exp_avg"), Role("exp_avg_sq", nonnegative=True)),
-    kernel="radam",
+    **torch_optim("radam", "RAdam"),
     kernel_args=_kernel_args,
-    reference="radam",
-    source="torch.optim.RAdam",
-    torch_name="RAdam",
 )
 
 RULES = (RADAM,)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import FLAG, LR, NON_NEGATIVE, UNIT, Hyper, Role, Rule, maximize
+from .base import FLAG, LR, NON_NEGATIVE, UNIT, Hyper, Role, Rule, maximize, torch_optim
 
 
 def _kernel_args(h, t, scalars, fresh):
@@ -34,11 +34,8 @@ p ← p − γ g / d                                  (otherwise)""",
         Role("momentum_buffer", used=lambda h: h.momentum > 0, when="momentum > 0"),
         Role("grad_avg", used=lambda h: h.centered, when="centered"),
     ),
-    kernel="rmsprop",
+    **torch_optim("rmsprop", "RMSprop"),
     kernel_args=_kernel_args,
-    reference="rmsprop",
-    source="torch.optim.RMSprop",
-    torch_name="RMSprop",
     uses_step=False,
 )
 

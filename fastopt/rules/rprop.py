@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import validation
-from .base import LR, Hyper, Role, Rule, maximize
+from .base import LR, Hyper, Role, Rule, maximize, torch_optim
 
 ETAS = validation.Pair(validation.Real(low_open=True))  # each > 0; _requires orders them
 STEP_SIZES = validation.Pair(validation.Real())
@@ -42,11 +42,8 @@ prev ← g""",
     ),
     # torch creates step_size filled with the group's lr when the parameter first steps.
     roles=(Role("prev"), Role("step_size", initial=lambda h: h.lr)),
-    kernel="rprop",
+    **torch_optim("rprop", "Rprop"),
     kernel_args=_kernel_args,
-    reference="rprop",
-    source="torch.optim.Rprop",
-    torch_name="Rprop",
     uses_step=False,
     requires=_requires,
 )

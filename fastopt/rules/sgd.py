@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import FLAG, LR, NON_NEGATIVE, UNIT, Hyper, Role, Rule, maximize
+from .base import FLAG, LR, NON_NEGATIVE, UNIT, Hyper, Role, Rule, maximize, torch_optim
 
 
 def _requires(h) -> None:
@@ -36,11 +36,8 @@ p ← p − γ g""",
         maximize(),
     ),
     roles=(Role("momentum_buffer", used=lambda h: h.momentum != 0, when="momentum ≠ 0"),),
-    kernel="sgd",
+    **torch_optim("sgd", "SGD"),
     kernel_args=_kernel_args,
-    reference="sgd",
-    source="torch.optim.SGD",
-    torch_name="SGD",
     counts_steps=False,
     requires=_requires,
     bench={"lr": 0.01, "momentum": 0.9},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import validation
-from .base import BETAS, FLAG, Hyper, Role, Rule
+from .base import BETAS, FLAG, Hyper, Role, Rule, torch_optim
 from .storage import refuse_8bit
 
 POSITIVE = validation.Real(low_open=True)  # torch requires lr > 0 and eps > 0
@@ -33,11 +33,8 @@ p ← p − (γ √(1 − β₂ᵗ) / (1 − β₁ᵗ)) · m / (√v + ε)""",
         Hyper("maximize", False, FLAG),  # not keyword-only: torch's fourth argument
     ),
     roles=(Role("exp_avg"), Role("exp_avg_sq", nonnegative=True)),
-    kernel="sparse_adam",
+    **torch_optim("sparse_adam", "SparseAdam"),
     kernel_args=_kernel_args,
-    reference="sparse_adam",
-    source="torch.optim.SparseAdam",
-    torch_name="SparseAdam",
     gradient="rows",
     int_step=True,
     # A step updates rows anywhere in the tensor, and 8-bit state is quantised in fixed

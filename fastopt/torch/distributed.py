@@ -3,7 +3,8 @@ step overlapped with backward (under DDP, FSDP2, or in one process).
 
 - :class:`ZeroOptimizer` (:mod:`.zero`): each rank keeps the state of one aligned slice of
   the flat parameter space; a step is one reduce-scatter of the gradients, one step of the
-  rank's slice and one all-gather of the parameters, per dtype.
+  rank's slice and one all-gather of the parameters, per dtype, laid out by :class:`Layout`
+  (:mod:`.flat_shards`).
 - :func:`step_in_backward` (:mod:`.overlap`): each parameter stepped as soon as its gradient
   is final.
 
@@ -13,7 +14,8 @@ fastopt.torch's optimizers themselves work under DDP, ZeroRedundancyOptimizer an
 
 from __future__ import annotations
 
+from .flat_shards import Layout
 from .overlap import StepInBackward, step_in_backward
-from .zero import Layout, ZeroOptimizer
+from .zero import ZeroOptimizer
 
 __all__ = ["Layout", "StepInBackward", "ZeroOptimizer", "step_in_backward"]
