@@ -40,15 +40,19 @@ class Engine:
         self.memo = HyperMemo(rule, self.fixed)
         self.changes = [0]  # counts every change of any group's state memory (Group.version)
 
-    def add_group(self, slots: list[Slot], h: Hypers, members: Iterable[int] | None = None) -> Group:
+    def add_group(self, slots: list[Slot], h: Hypers, members: Iterable[int] | None = None,
+                  starts: Mapping[str, Any] | None = None) -> Group:
         """A new group over ``slots``; state is laid out over ``members`` (default: all) and
         grows to cover any other slot once it steps. Roles the rule creates with the optimizer
-        (torch's Adagrad) are initialised for every slot now."""
+        (torch's Adagrad) are initialised for every slot now. ``starts``: checked values of
+        hyper-parameters that the group's initial state takes instead of the group's own."""
         everyone = range(len(slots))
         at_construction = self.rule.roles_at_construction(h)
         group = Group(self.rule, slots, self.step_dtype,
                       everyone if members is None or at_construction else members, self.changes,
                       storage_of(h), len(self.groups))
+        if starts:
+            group.starts = dict(starts)
         for run in group.runs:
             if at_construction:
                 group.ensure(run, run.slots, at_construction, h)

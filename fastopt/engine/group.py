@@ -35,6 +35,7 @@ class Group:
         self.slots = slots
         self.storage = storage
         self.index = index  # the group's place in its engine: its parameters' rounding streams
+        self.starts: dict[str, Any] = {}  # what initial state takes instead of h (Engine.add_group)
         self.roles = (*rule.role_names, COMPENSATION)  # every role a buffer may be laid out for
         # A stochastically rounded parameter's stream is keyed by its step, so it is counted
         # (and saved) even where the rule itself keeps no count (SGD's).
@@ -226,7 +227,8 @@ class Group:
         fresh = frozenset(roles) - live
         for role in fresh:
             zeroed = self.allocate(role)
-            value = 0.0 if role == COMPENSATION else self.rule.role(role).start(h)
+            value = 0.0 if role == COMPENSATION else self.rule.role(role).start(
+                h._replace(**self.starts) if self.starts else h)
             # None: the parameter's own value, which the kernel copies in (schedule-free's z).
             # Zeroed 8-bit codes are the code's first value, not its zero.
             if value is not None and (value != 0 or not zeroed

@@ -63,6 +63,11 @@ from .optimizer import STORAGE_HYPERS, Optimizer
 from .overlap import StepInBackward, step_in_backward
 
 
+# torch.optim's classes that start state from their constructor's value of a hyper-parameter
+# rather than the group's (torch 2.13's Adagrad reads self.defaults, at construction and later).
+_STARTS_FROM_DEFAULTS = {"Adagrad": ("initial_accumulator_value",)}
+
+
 def optimizer_class(rule: Rule) -> type[Optimizer]:
     """fastopt.torch's class for ``rule``: over torch.optim's class of that name where torch
     has one (its signature, checks and defaults), else with the rule's own signature."""
@@ -73,6 +78,7 @@ def optimizer_class(rule: Rule) -> type[Optimizer]:
                                  "__qualname__": rule.name, **mode_methods(rule)}
     torch_class = getattr(torch.optim, rule.torch_name or "", None)
     if torch_class is not None:
+        namespace["starts_from_defaults"] = _STARTS_FROM_DEFAULTS.get(rule.torch_name, ())
         cls = type(rule.name, (Optimizer, torch_class), namespace)
         theirs = inspect.signature(torch_class)  # and the storage options every rule takes
         cls.__signature__ = theirs.replace(parameters=[*theirs.parameters.values(), *(

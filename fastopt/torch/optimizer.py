@@ -34,6 +34,8 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     """
 
     rule: ClassVar[Rule]
+    # what every group's initial state takes from self.defaults, not the group (torch's Adagrad)
+    starts_from_defaults: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Iterable[Any], *args: Any, **kwargs: Any) -> None:
         # The storage options every fastopt rule takes (fastopt.rules.storage), which torch's
@@ -46,12 +48,9 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
                 storage[h.name] = value
         self._setup(storage)
         super().__init__(params, *args, **kwargs)
-        # torch's constructor wrote initial state (Adagrad's) in the parameters' dtype: where
-        # the engine's storage is another, its own initial values are kept instead.
-        # TODO: with default storage torch's values are still taken in (optim_db's per-group
-        # initial_accumulator_value differs otherwise; not yet understood).
-        if self._dirty and (self._storage or any(p.dtype in tensors.LOW
-                                                 for ps in self._params for p in ps)):
+        # torch's constructor wrote initial state (Adagrad's) in the parameters' dtype: the
+        # engine's own, the same values in its storage, is kept instead.
+        if self._dirty:
             self.__dict__["state"] = LiveState(self._touch)
             self._views = [[{} for _ in params] for params in self._params]
             self._versions = [-1] * len(self._versions)
@@ -121,7 +120,9 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
             self._refuse_shared_memory(params)
             watched = [tensors.Watched(p, self.rule.row_major) for p in params]
             # (the storage options checked against the parameters' dtypes, last)
-            self._engine.add_group([w.slot() for w in watched], h,
+            starts = {name: getattr(self.rule.check_group({**group, name: self.defaults[name]}),
+                                    name) for name in self.starts_from_defaults}
+            self._engine.add_group([w.slot() for w in watched], h, starts=starts,
                                    members=[i for i, p in enumerate(params) if p.requires_grad])
         except BaseException:
             self.param_groups.pop()
