@@ -44,6 +44,8 @@ def _cases():
     for config in TORCH_PER_CLASS:
         if rule_of(config).gradient != "dense":  # SparseAdam: tests/test_oracles_sparse_adam.py
             continue
+        if rule_of(config).matrix is not None:  # Muon: docs/semantics.md, "Muon" (below)
+            continue
         for dtype in (torch.bfloat16, torch.float16):
             for impl in ("fused", "for-loop"):
                 if impl == "fused" and config.name not in FUSED:

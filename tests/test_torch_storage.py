@@ -40,6 +40,7 @@ from conftest import (  # noqa: E402
     STORAGE_MODE_IDS,
     STORAGE_MODES,
     GradStream,
+    shapes_for,
     Mode,
 )
 
@@ -64,22 +65,24 @@ def bits(x) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(-1).view(np.uint8)
 
 
-def initial(mode: Mode, seed: int = 0) -> list[np.ndarray]:
+def initial(mode: Mode, seed: int = 0, shapes=SHAPES) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     param_dtype = mode.dtypes()[0]
-    return [rng.standard_normal(s).astype(np.float32).astype(param_dtype) for s in SHAPES]
+    return [rng.standard_normal(s).astype(np.float32).astype(param_dtype) for s in shapes]
 
 
 def run_both(config, mode: Mode, steps: int = STEPS):
-    """The same steps through the NumPy front end and through fastopt.torch."""
-    arrays = initial(mode)
+    """The same steps through the NumPy front end and through fastopt.torch (over matrices
+    for a rule of matrices)."""
+    shapes = shapes_for(config, SHAPES)
+    arrays = initial(mode, shapes=shapes)
     params = [torch.nn.Parameter(to_torch(a)) for a in arrays]
     if mode.grad != mode.param:
         for p in params:
             p.grad_dtype = TORCH[mode.grad]
     mine = config.make(fastopt, arrays, **mode.options)
     theirs = config.make(ft, params, **mode.options)
-    stream = GradStream(SHAPES, np.float32)
+    stream = GradStream(shapes, np.float32)
     grad_dtype = mode.dtypes()[1]
     for t in range(1, steps + 1):
         grads = [g.astype(grad_dtype) for g in stream(t)]
@@ -136,7 +139,7 @@ def test_every_option_trains_low_precision_models(config, mode):
     bits), to the bit as the NumPy front end does, and moves them."""
     mine, theirs, arrays, params = run_both(config, mode)
     assert_same(mine, theirs, arrays, params, f"{config.id} {mode.id}")
-    start = initial(mode)
+    start = initial(mode, shapes=shapes_for(config, SHAPES))
     moved = [not np.array_equal(bits(p), bits(s)) for p, s in zip(params, start) if s.size]
     assert any(moved), f"{config.id} {mode.id}: no parameter moved"
     assert all(torch.isfinite(p.float()).all() for p in params)
