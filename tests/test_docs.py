@@ -23,3 +23,12 @@ def test_every_rule_is_in_the_semantics():
     headings = [line for line in semantics.splitlines() if line.startswith("## ")]
     for name in fastopt.rules.RULES:
         assert any(name in heading for heading in headings), f"docs/semantics.md lacks {name}"
+
+
+def test_readme_gallery_tables_are_the_committed_outputs():
+    readme = (ROOT / "README.md").read_text()
+    for name in ("landscapes.md", "digits.md"):
+        table = (ROOT / "docs" / "gallery" / name).read_text().split("\n\n", 1)[1].strip()
+        assert table in readme, (
+            f"README.md's gallery lacks docs/gallery/{name}'s table: paste it in after "
+            "regenerating the gallery (fastopt demo all --out docs/gallery)")

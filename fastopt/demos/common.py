@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,12 +14,11 @@ import fastopt
 EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-learn)"
 
 # Label -> (optimizer class, options other than lr). The order is the legends' and tables'.
-# Only these are shown: each has a learning rate tuned by hand in every demo
-# (landscapes.LANDSCAPES, digits.LRS) and one of tab10's ten colours, and docs/gallery holds
-# their committed output. A rule without an entry (AdamW today, and the rules added later)
-# stays out of the demos, its name refused by --optimizers as unknown, until it is given an
-# entry, its learning rates and a colour: run at its defaults it would add untuned rows to the
-# gallery's tables and an eleventh colour to its figures.
+# Only these are shown: each has a learning rate tuned in every demo (landscapes.LANDSCAPES,
+# digits.LRS) and a colour of its own, and docs/gallery holds their committed output. A rule
+# without an entry (AdamW, LARS, Muon and the rest today) stays out of the demos, its name
+# refused by --optimizers as unknown, until it is given an entry, its learning rates and a
+# colour: run at its defaults it would add untuned rows to the gallery's tables.
 OPTIMIZERS: dict[str, tuple[type[fastopt.Optimizer], dict[str, Any]]] = {
     "SGD": (fastopt.SGD, {}),
     "Momentum": (fastopt.SGD, {"momentum": 0.9}),
@@ -30,18 +30,47 @@ OPTIMIZERS: dict[str, tuple[type[fastopt.Optimizer], dict[str, Any]]] = {
     "AMSGrad": (fastopt.Adam, {"amsgrad": True}),
     "Adamax": (fastopt.Adamax, {}),
     "NAdam": (fastopt.NAdam, {}),
+    "Lion": (fastopt.Lion, {}),
+    "ADOPT": (fastopt.ADOPT, {}),
+    "AdEMAMix": (fastopt.AdEMAMix, {}),
+    "LAMB": (fastopt.LAMB, {}),
+    "Schedule-Free": (fastopt.AdamWScheduleFree, {}),
 }
 
-# One colour per optimizer across every figure (matplotlib's tab10, which has ten).
+# One colour per optimizer across every figure: matplotlib's tab10 for the first ten (kept as
+# the gallery first had them), then the darkest entry of each of tab20b's five hues.
 COLOURS = dict(zip(OPTIMIZERS, [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-]))
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
+], strict=True))
 
 
 def make_optimizer(label: str, params: list[Any], lr: float) -> fastopt.Optimizer:
+    """The optimizer ``label`` names, ready to train: a schedule-free rule starts in eval mode
+    (as schedulefree's does), so it is put in train mode here; :func:`evaluating` switches."""
     cls, options = OPTIMIZERS[label]
-    return cls(params, lr=lr, **options)
+    opt = cls(params, lr=lr, **options)
+    if hasattr(opt, "train"):
+        opt.train()
+    return opt
+
+
+@contextlib.contextmanager
+def evaluating(opt: fastopt.Optimizer) -> Iterator[None]:
+    """The parameters as the model is evaluated at, then back to where gradients are taken.
+
+    A schedule-free rule (one with ``eval()``/``train()``) takes gradients at y but is evaluated
+    at the average x: its parameters hold x inside the block and y again after it. The other
+    rules have one point, left as it is."""
+    switch = hasattr(opt, "eval")
+    if switch:
+        opt.eval()
+    try:
+        yield
+    finally:
+        if switch:
+            opt.train()
 
 
 def select(labels: Sequence[str] | None) -> list[str]:
