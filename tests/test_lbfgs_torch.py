@@ -102,6 +102,7 @@ class NumpyFront:
         self.opt.load_state_dict(state_dict)
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("line_search_fn, history_size", CONFIGS)
 @pytest.mark.parametrize("name", ["rosenbrock", "mlp"])
