@@ -136,10 +136,12 @@ def _fastopt_names() -> list[str]:
         # A rule torch lacks (cls.rule.torch_name None) is compared with its own oracle; one
         # that takes sparse gradients only (SparseAdam: torch's database marks it
         # only_supports_sparse_grads), whose generic tests here train on dense ones, in
-        # test_oracles_sparse_adam.py.
+        # test_oracles_sparse_adam.py. LBFGS, no element-wise rule (it has no ``rule``) and
+        # stepped with a closure, is compared with torch's in test_lbfgs_torch.py.
+        rule = getattr(cls, "rule", None)
         if (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
-                and cls is not getattr(fot, "Optimizer", None) and cls.rule.torch_name
-                and cls.rule.gradient == "dense"):
+                and cls is not getattr(fot, "Optimizer", None) and rule is not None
+                and rule.torch_name and rule.gradient == "dense"):
             names.append(name)
     return names
 

@@ -1,0 +1,250 @@
+"""L-BFGS (torch.optim.LBFGS, torch 2.13) over one flat parameter vector, for both front ends.
+
+:class:`Memory` is what an optimizer keeps between steps, under torch's state names;
+:func:`lbfgs_step` runs one ``step(closure)`` on a :class:`FlatParams`, the parameters seen as
+one vector: a preallocated flat gradient buffer the closure's gradients are gathered into,
+updates written back into the parameters in place. The front ends (``fastopt.LBFGS`` for NumPy
+arrays, ``fastopt.torch.LBFGS``) differ only in how a closure yields its loss and gradients.
+
+A step builds its new memory aside and hands it back whole, so a closure that raises leaves
+the previous memory as it was (the front ends put the parameters back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .line_search import strong_wolfe
+
+LINE_SEARCHES = (None, "strong_wolfe")
+# y·s at or below this is not curvature worth remembering (torch's constant)
+_MIN_CURVATURE = 1e-10
+
+
+@dataclass
+class Memory:
+    """L-BFGS's state between steps (torch's names): counts, the last direction ``d`` and
+    step ``t``, the curvature pairs (``old_dirs`` y, ``old_stps`` s, ``ro`` 1/y·s, oldest
+    first), the initial inverse-Hessian scale, the last gradient and loss, and the two-loop
+    coefficients ``al``. Arrays are never written after a step hands them over."""
+
+    func_evals: int = 0
+    n_iter: int = 0
+    d: np.ndarray | None = None
+    t: Any = None
+    old_dirs: list[np.ndarray] = field(default_factory=list)
+    old_stps: list[np.ndarray] = field(default_factory=list)
+    ro: list[Any] = field(default_factory=list)
+    H_diag: Any = None
+    prev_flat_grad: np.ndarray | None = None
+    prev_loss: float | None = None
+    al: list[Any] | None = None
+    started: bool = False  # whether the first step got past its first evaluation
+
+    def entries(self) -> dict[str, Any]:
+        """torch's state entry: only the keys torch would have written by now."""
+        out: dict[str, Any] = {"func_evals": self.func_evals, "n_iter": self.n_iter}
+        if self.started:
+            out.update({f.name: getattr(self, f.name) for f in fields(self)
+                        if f.name not in ("func_evals", "n_iter", "al", "started")})
+        if self.al is not None:
+            out["al"] = self.al
+        return out
+
+
+STATE_KEYS = ("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag",
+              "prev_flat_grad", "prev_loss", "al")
+
+
+def memory_from_entries(entry: Any, n: int, dtype: np.dtype, as_array: Callable[[str, Any], np.ndarray],
+                        as_scalar: Callable[[str, Any], Any]) -> Memory:
+    """A :class:`Memory` from a state entry in torch's layout, checked whole first.
+
+    ``as_array`` turns a front end's vector (an ndarray, a tensor) into an ndarray and
+    ``as_scalar`` its scalars into NumPy or Python scalars; both raise on what they refuse.
+    """
+    if not isinstance(entry, dict):
+        raise TypeError(f"state_dict['state'][0]: expected a dict, got {type(entry).__name__}")
+    unknown = set(entry) - set(STATE_KEYS)
+    if unknown:
+        raise ValueError(f"state_dict['state'][0]: unexpected keys {sorted(unknown)}; "
+                         f"L-BFGS keeps {list(STATE_KEYS)}")
+    counts = {}
+    for key in ("func_evals", "n_iter"):
+        value = entry.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"state_dict['state'][0][{key!r}]: expected a count >= 0, got {value!r}")
+        counts[key] = int(value)
+
+    def vector(key: str, value: Any) -> np.ndarray:
+        a = np.asarray(as_array(key, value))
+        if a.shape != (n,):
+            raise ValueError(f"state_dict['state'][0][{key!r}]: expected a vector of the "
+                             f"{n} parameter elements, got shape {a.shape}")
+        if a.dtype.kind != "f":
+            raise TypeError(f"state_dict['state'][0][{key!r}]: expected floating values, got {a.dtype}")
+        return a.astype(dtype, copy=True)  # never the caller's memory
+
+    memory = Memory(**counts)
+    started = "d" in entry
+    if started:
+        for key in ("d", "prev_flat_grad"):
+            if entry.get(key) is None:
+                raise ValueError(f"state_dict['state'][0][{key!r}]: expected a vector, got None")
+        pairs = []
+        for key in ("old_dirs", "old_stps", "ro"):
+            value = entry.get(key)
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"state_dict['state'][0][{key!r}]: expected a list, got "
+                                f"{type(value).__name__}")
+            pairs.append(value)
+        if not len(pairs[0]) == len(pairs[1]) == len(pairs[2]):
+            raise ValueError("state_dict['state'][0]: old_dirs, old_stps and ro differ in length "
+                             f"({len(pairs[0])}, {len(pairs[1])}, {len(pairs[2])})")
+        memory = replace(
+            memory, started=True, d=vector("d", entry["d"]),
+            prev_flat_grad=vector("prev_flat_grad", entry["prev_flat_grad"]),
+            old_dirs=[vector("old_dirs", v) for v in pairs[0]],
+            old_stps=[vector("old_stps", v) for v in pairs[1]],
+            ro=[as_scalar("ro", v) for v in pairs[2]],
+            t=as_scalar("t", entry.get("t")), H_diag=as_scalar("H_diag", entry.get("H_diag")),
+            prev_loss=None if entry.get("prev_loss") is None else float(entry["prev_loss"]))
+    if "al" in entry:
+        al = entry["al"]
+        if not isinstance(al, (list, tuple)):
+            raise TypeError(f"state_dict['state'][0]['al']: expected a list, got {type(al).__name__}")
+        memory.al = [None if v is None else as_scalar("al", v) for v in al]
+    return memory
+
+
+class FlatParams:
+    """Parameters seen as one flat vector: ``grad`` (the gathered gradient, refilled by
+    ``evaluate``), in-place ``add(t, d)``, and ``save``/``restore`` of the point."""
+
+    def __init__(self, arrays: Sequence[np.ndarray], dtype: np.dtype,
+                 evaluate: Callable[[np.ndarray], float]) -> None:
+        self.arrays = list(arrays)
+        self.sizes = [a.size for a in self.arrays]
+        self.offsets = np.cumsum([0, *self.sizes]).tolist()
+        self.n = self.offsets[-1]
+        self.grad = np.empty(self.n, dtype)
+        self._scratch = np.empty(self.n, dtype)
+        self._evaluate = evaluate
+
+    def pieces(self, flat: np.ndarray) -> list[np.ndarray]:
+        """``flat`` cut into views of the parameters' shapes."""
+        return [flat[lo:hi].reshape(a.shape)
+                for a, lo, hi in zip(self.arrays, self.offsets, self.offsets[1:])]
+
+    def evaluate(self) -> float:
+        """The loss at the current point; its gradient lands in ``grad``."""
+        return self._evaluate(self.grad)
+
+    def add(self, t: Any, d: np.ndarray) -> None:
+        np.multiply(d, t, out=self._scratch)
+        for a, piece in zip(self.arrays, self.pieces(self._scratch)):
+            np.add(a, piece, out=a)
+
+    def save(self, into: np.ndarray) -> None:
+        for a, piece in zip(self.arrays, self.pieces(into)):
+            piece[...] = a
+
+    def restore(self, point: np.ndarray) -> None:
+        for a, piece in zip(self.arrays, self.pieces(point)):
+            a[...] = piece
+
+
+def _direction(memory: Memory, g: np.ndarray) -> np.ndarray:
+    """The two-loop recursion: -H g for L-BFGS's inverse-Hessian estimate H."""
+    al = memory.al
+    assert al is not None
+    q = np.negative(g)
+    scaled = np.empty_like(q)
+    for i in range(len(memory.old_dirs) - 1, -1, -1):
+        al[i] = np.dot(memory.old_stps[i], q) * memory.ro[i]
+        q -= np.multiply(memory.old_dirs[i], al[i], out=scaled)
+    r = np.multiply(q, memory.H_diag, out=q)
+    for i in range(len(memory.old_dirs)):
+        be_i = np.dot(memory.old_dirs[i], r) * memory.ro[i]
+        r += np.multiply(memory.old_stps[i], al[i] - be_i, out=scaled)
+    return r
+
+
+def lbfgs_step(flat: FlatParams, memory: Memory, *, lr: float, max_iter: int, max_eval: int,
+               tolerance_grad: float, tolerance_change: float, history_size: int,
+               line_search_fn: str | None) -> tuple[Any, Memory]:
+    """One ``step(closure)``: up to ``max_iter`` L-BFGS iterations (``max_eval`` evaluations)
+    from the parameters' current point. Returns the first evaluation's loss and the new memory
+    (``memory`` itself is left as it was)."""
+    m = replace(memory, old_dirs=list(memory.old_dirs), old_stps=list(memory.old_stps),
+                ro=list(memory.ro), al=None if memory.al is None else list(memory.al))
+    first_loss = loss = flat.evaluate()
+    evals = 1
+    m.func_evals += 1
+    g = flat.grad
+    done = bool(np.max(np.abs(g)) <= tolerance_grad)
+    if done:
+        return first_loss, m
+    m.started = True
+    x = np.empty_like(g) if line_search_fn is not None else None
+    for it in range(1, max_iter + 1):
+        m.n_iter += 1
+        if m.n_iter == 1:
+            m.d = np.negative(g)
+            m.old_dirs, m.old_stps, m.ro, m.H_diag = [], [], [], 1
+        else:
+            y = np.subtract(g, m.prev_flat_grad)
+            s = np.multiply(m.d, m.t)
+            ys = np.dot(y, s)
+            if ys > _MIN_CURVATURE:
+                if len(m.old_dirs) == history_size:
+                    del m.old_dirs[0], m.old_stps[0], m.ro[0]
+                m.old_dirs.append(y)
+                m.old_stps.append(s)
+                m.ro.append(1.0 / ys)
+                m.H_diag = ys / np.dot(y, y)
+            if m.al is None:
+                m.al = [None] * history_size
+            m.d = _direction(m, g)
+        m.prev_flat_grad = g.copy()
+        m.prev_loss = loss
+        # the first step of a run is scaled to the gradient's size, the later ones by lr
+        m.t = min(1.0, 1.0 / np.sum(np.abs(g))) * lr if m.n_iter == 1 else lr
+        gtd = np.dot(g, m.d)
+        if gtd > -tolerance_change:
+            break
+        used = 0
+        if line_search_fn is not None:
+            assert x is not None
+            flat.save(x)
+
+            def along(t: Any, d: np.ndarray = m.d) -> tuple[float, np.ndarray]:
+                flat.add(t, d)
+                try:
+                    return flat.evaluate(), flat.grad.copy()
+                finally:
+                    flat.restore(x)
+
+            loss, g, m.t, used = strong_wolfe(along, m.t, m.d, loss, g, gtd,
+                                              max_ls=max_eval - evals)
+            flat.add(m.t, m.d)
+            done = bool(np.max(np.abs(g)) <= tolerance_grad)
+        else:
+            flat.add(m.t, m.d)
+            if it != max_iter:  # the last iteration's point is evaluated by the next step
+                loss = flat.evaluate()
+                g = flat.grad
+                done = bool(np.max(np.abs(g)) <= tolerance_grad)
+                used = 1
+        evals += used
+        m.func_evals += used
+        if it == max_iter or evals >= max_eval or done:
+            break
+        if np.max(np.abs(np.multiply(m.d, m.t))) <= tolerance_change:
+            break
+        if abs(loss - m.prev_loss) < tolerance_change:
+            break
+    return first_loss, m

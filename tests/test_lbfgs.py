@@ -1,0 +1,163 @@
+"""fastopt.LBFGS over NumPy arrays, without torch: convergence, state dicts, bad input.
+(Against torch.optim.LBFGS: tests/test_lbfgs_torch.py.)"""
+
+import numpy as np
+import pytest
+
+import fastopt
+
+
+def quadratic(dtype, n=6, seed=0):
+    """A convex quadratic ½ xᵀAx − bᵀx split over two arrays, and its minimiser."""
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((n, n))
+    a = m @ m.T + n * np.eye(n)
+    b = rng.standard_normal(n)
+    params = [np.zeros(4, dtype), np.zeros(n - 4, dtype)]
+
+    def closure():
+        x = np.concatenate(params).astype(np.float64)
+        g = a @ x - b
+        return 0.5 * x @ a @ x - b @ x, [g[:4].astype(dtype), g[4:].astype(dtype)]
+
+    return params, closure, np.linalg.solve(a, b)
+
+
+def rosenbrock(dtype):
+    x = np.array([-1.5, 2.0, 0.5, -0.7, 1.2], dtype)
+
+    def closure():
+        r, s = x[1:] - x[:-1] ** 2, 1 - x[:-1]
+        g = np.zeros_like(x)
+        g[1:] += 200 * r
+        g[:-1] += -400 * r * x[:-1] - 2 * s
+        return float((100 * r ** 2 + s ** 2).sum()), [g]
+
+    return [x], closure
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+@pytest.mark.parametrize("history_size", [3, 100])
+def test_reaches_the_minimiser_of_a_quadratic(line_search_fn, history_size):
+    params, closure, solution = quadratic(np.float64)
+    opt = fastopt.LBFGS(params, history_size=history_size, line_search_fn=line_search_fn,
+                        lr=1 if line_search_fn else 0.3, tolerance_change=0.0,
+                        tolerance_grad=1e-12)
+    for _ in range(20):
+        opt.step(closure)
+    np.testing.assert_allclose(np.concatenate(params), solution, rtol=1e-6, atol=1e-8)
+    assert opt.state[0]["func_evals"] > 1 and len(opt.state[0]["old_dirs"]) <= history_size
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_state_dict_round_trip_continues_identically(dtype, line_search_fn):
+    kw = dict(history_size=3, line_search_fn=line_search_fn, lr=1 if line_search_fn else 0.1)
+    params, closure = rosenbrock(dtype)
+    opt = fastopt.LBFGS(params, **kw)
+    for _ in range(5):
+        opt.step(closure)
+    saved, at = opt.state_dict(), params[0].copy()
+    for _ in range(10):
+        opt.step(closure)
+    uninterrupted = params[0].copy()
+
+    params2, closure2 = rosenbrock(dtype)
+    params2[0][...] = at
+    other = fastopt.LBFGS(params2, **kw)
+    other.load_state_dict(saved)
+    for _ in range(10):
+        other.step(closure2)
+    np.testing.assert_array_equal(params2[0], uninterrupted)
+    assert other.state[0]["n_iter"] == opt.state[0]["n_iter"]
+    # state_dict() hands out copies: the saved one did not follow the later steps
+    assert saved["state"][0]["n_iter"] < opt.state[0]["n_iter"]
+    assert saved["state"][0]["d"] is not opt.memory.d
+
+
+def test_state_keys_are_torchs():
+    params, closure = rosenbrock(np.float64)
+    opt = fastopt.LBFGS(params)
+    assert opt.state_dict()["state"] == {}
+    opt.step(closure)
+    assert set(opt.state_dict()["state"][0]) == {
+        "func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag",
+        "prev_flat_grad", "prev_loss", "al"}
+    assert opt.param_groups[0]["max_eval"] == 25  # max_iter * 5 // 4
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(lr=-1.0), ValueError), (dict(line_search_fn="armijo"), ValueError),
+    (dict(history_size=0), ValueError), (dict(max_iter=2.5), TypeError),
+    (dict(tolerance_grad=-1.0), ValueError)])
+def test_bad_hyper_parameters_are_refused(kwargs, error):
+    with pytest.raises(error):
+        fastopt.LBFGS([np.zeros(3)], **kwargs)
+
+
+def test_bad_params_are_refused():
+    with pytest.raises(ValueError, match="one parameter group"):
+        fastopt.LBFGS([{"params": [np.zeros(3)]}, {"params": [np.zeros(2)]}])
+    with pytest.raises(TypeError, match="dtype"):
+        fastopt.LBFGS([np.zeros(3), np.zeros(2, np.float32)])
+    with pytest.raises(TypeError):
+        fastopt.LBFGS([np.zeros(3, np.int64)])
+    with pytest.raises(ValueError, match="contiguous"):
+        fastopt.LBFGS([np.zeros((3, 4))[:, 1]])
+
+
+def test_bad_closures_change_nothing():
+    params, closure = rosenbrock(np.float64)
+    opt = fastopt.LBFGS(params, line_search_fn="strong_wolfe")
+    opt.step(closure)
+    before, sd = params[0].copy(), opt.state_dict()
+    calls = []
+
+    def fails_later():
+        calls.append(1)
+        if len(calls) > 3:  # deep in the step, after the parameters have moved
+            raise RuntimeError("model broke")
+        return closure()
+
+    def bad(grads):
+        return lambda: (closure()[0], grads)
+
+    with pytest.raises(TypeError):
+        opt.step()
+    for broken, error in [(fails_later, RuntimeError), (bad([np.zeros(4)]), ValueError),
+                          (bad([np.zeros(5, np.float32)]), TypeError), (bad([]), ValueError)]:
+        with pytest.raises(error):
+            opt.step(broken)
+        np.testing.assert_array_equal(params[0], before)
+        after = opt.state_dict()["state"][0]
+        assert after["n_iter"] == sd["state"][0]["n_iter"]
+        np.testing.assert_array_equal(after["d"], sd["state"][0]["d"])
+    # and the next good step is the one it would have been
+    ref_params, ref_closure = rosenbrock(np.float64)
+    ref_params[0][...] = before
+    ref = fastopt.LBFGS(ref_params, line_search_fn="strong_wolfe")
+    ref.load_state_dict(sd)
+    opt.step(closure)
+    ref.step(ref_closure)
+    np.testing.assert_array_equal(params[0], ref_params[0])
+
+
+def test_bad_state_dicts_change_nothing():
+    params, closure = rosenbrock(np.float64)
+    opt = fastopt.LBFGS(params)
+    opt.step(closure)
+    good = opt.state_dict()
+    for change, error in [
+            (lambda s: s["state"][0].update(d=np.zeros(4)), ValueError),
+            (lambda s: s["state"][0].update(bogus=1), ValueError),
+            (lambda s: s["state"][0]["ro"].append(1.0), ValueError),
+            (lambda s: s["state"][0].update(n_iter=-1), ValueError),
+            (lambda s: s["param_groups"][0].update(lr=-1.0), ValueError),
+            (lambda s: s["param_groups"].append(dict(s["param_groups"][0])), ValueError)]:
+        sd = opt.state_dict()
+        change(sd)
+        with pytest.raises(error):
+            opt.load_state_dict(sd)
+        now = opt.state_dict()
+        assert now["param_groups"] == good["param_groups"]
+        np.testing.assert_array_equal(now["state"][0]["d"], good["state"][0]["d"])
