@@ -24,10 +24,14 @@ def lerp(start: np.ndarray, end: np.ndarray, weight: float) -> np.ndarray:
 
 def bfloat16(values) -> np.ndarray:
     """``values`` rounded to bfloat16 (from float64 through float32, as torch converts), as
-    float32; needs ml_dtypes."""
-    import ml_dtypes
-
-    return np.asarray(values, np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+    float32: the float32 bits rounded to their high half, to nearest even (NaN stays a quiet
+    NaN). NumPy alone, so that the reference needs no ml_dtypes for Muon."""
+    given = np.array(values, np.float32)
+    bits = given.reshape(-1).view(np.uint32)  # arrays, not scalars: unsigned sums wrap silently
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & 1)) & np.uint32(0xFFFF0000)
+    return np.where(nan, (bits & np.uint32(0xFFFF0000)) | np.uint32(0x00400000),
+                    rounded).astype(np.uint32).view(np.float32).reshape(given.shape)
 
 
 def newton_schulz(update: np.ndarray, coefficients, steps: int, eps: float) -> np.ndarray:
