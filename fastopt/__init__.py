@@ -19,7 +19,7 @@ from . import functional, lr_scheduler, reference
 from ._version import __version__
 from .clip import clip_grad_norm_, clip_grad_value_, grad_norm
 from .flat import flatten
-from .optim import LBFGS, OPTIMIZERS, Optimizer
+from .optim import LBFGS, OPTIMIZERS, Adafactor, Optimizer
 from . import threads
 from .threads import OPENMP, get_num_threads, set_num_threads
 
@@ -59,7 +59,7 @@ def show_config() -> None:
 
 
 __all__ = [
-    "__version__", "Optimizer", *OPTIMIZERS, "LBFGS", "flatten", "functional", "reference",
+    "__version__", "Optimizer", *OPTIMIZERS, "LBFGS", "Adafactor", "flatten", "functional", "reference",
     "lr_scheduler", "clip_grad_norm_", "clip_grad_value_", "grad_norm", "get_num_threads",
     "set_num_threads", "config", "show_config", "OPENMP",
 ]

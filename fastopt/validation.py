@@ -305,3 +305,23 @@ def like(name: str, a: Any, reference: np.ndarray, reference_name: str, **kw: An
 
 real = Real()  # a finite number >= 0: the most common constraint, callable as a function
 flag = Flag()
+
+
+def as_array(value: Any) -> np.ndarray:
+    """A saved state value as a NumPy array: a tensor of torch's state dict (detached, on the
+    host) or anything ``numpy.asarray`` takes."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def param_groups(params: Any) -> list[Any]:
+    """The parameter groups an optimizer's ``params`` argument gives: a list of group dicts, or
+    one group of the arrays listed (torch's two forms)."""
+    if isinstance(params, (np.ndarray, dict)):
+        raise TypeError("params: expected a list of arrays or of parameter-group dicts, "
+                        f"got {type(params).__name__}")
+    groups = list(params)
+    if not groups:
+        raise ValueError("params: expected at least one parameter, got an empty list")
+    return groups if isinstance(groups[0], dict) else [{"params": groups}]

@@ -137,13 +137,20 @@ def _fastopt_names() -> list[str]:
         # that takes sparse gradients only (SparseAdam: torch's database marks it
         # only_supports_sparse_grads), whose generic tests here train on dense ones, in
         # test_oracles_sparse_adam.py. LBFGS, no element-wise rule (it has no ``rule``) and
-        # stepped with a closure, is compared with torch's in test_lbfgs_torch.py.
+        # stepped with a closure, is compared with torch's in test_lbfgs_torch.py. Adafactor,
+        # no element-wise rule either (its state is not shaped like its parameters) but stepped
+        # as the others are, runs every test here.
         rule = getattr(cls, "rule", None)
         if (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
-                and cls is not getattr(fot, "Optimizer", None) and rule is not None
-                and rule.torch_name and rule.gradient == "dense"):
+                and cls is not getattr(fot, "Optimizer", None) and (name == "Adafactor" or (
+                    rule is not None and rule.torch_name and rule.gradient == "dense"))):
             names.append(name)
     return names
+
+
+def _of_matrices(name) -> bool:
+    rule = getattr(getattr(fot, name, None), "rule", None)
+    return rule is not None and rule.matrix is not None
 
 
 NAMES = _fastopt_names()
@@ -153,7 +160,7 @@ DB_NAMES = [n for n in NAMES if n in INFOS]
 # The scenarios of some tests are built of vectors (biases, 1-D parameters, a 0-d one), which a
 # rule of matrices refuses, torch's Muon as fastopt's: they run over the other rules. Muon's
 # own behaviour there is in tests/test_torch.py and tests/test_muon.py.
-DB_VECTOR_NAMES = [n for n in DB_NAMES if fot.OPTIMIZERS[n].rule.matrix is None]
+DB_VECTOR_NAMES = [n for n in DB_NAMES if not _of_matrices(n)]
 
 
 def F(name):  # noqa: N802 - the fastopt.torch class
@@ -223,8 +230,7 @@ RTOL_MATRIX = 2e-3
 @pytest.fixture(autouse=True)
 def _models_for_the_rule(request):
     name = getattr(request.node, "callspec", None) and request.node.callspec.params.get("name")
-    _MATRICES["only"] = bool(name) and name in fot.OPTIMIZERS and (
-        fot.OPTIMIZERS[name].rule.matrix is not None)
+    _MATRICES["only"] = bool(name) and _of_matrices(name)
     yield
     _MATRICES["only"] = False
 
@@ -378,7 +384,8 @@ def _as_uninterrupted(opt):
     says so, and test_nadam_mu_product_stays_float32_where_torchs_load_casts_it pins it): this
     puts torch's back, so that both continue as the uninterrupted run would."""
     if not isinstance(opt, fot.Optimizer):  # the scalar state of NAdam, ASGD, ...
-        scalars = [s.name for s in fot.OPTIMIZERS[type(opt).__name__].rule.scalars]
+        rule = getattr(F(type(opt).__name__), "rule", None)
+        scalars = [s.name for s in rule.scalars] if rule is not None else []
         for entry in opt.state.values():
             for key in scalars:
                 if key in entry:
@@ -446,7 +453,7 @@ def _both(scenario):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if fot.OPTIMIZERS[n].rule.torch_name])
+@pytest.mark.parametrize("name", NAMES)
 def test_class_is_in_torch_db(name):
     """Each optimizer fastopt.torch exports for a rule torch.optim has (the others are compared
     with their own packages) has an OptimizerInfo in torch's database, a torch.optim class of
@@ -455,10 +462,12 @@ def test_class_is_in_torch_db(name):
     assert hasattr(torch.optim, name), f"torch.optim has no {name}"
     assert issubclass(F(name), torch.optim.Optimizer)
     mine, torchs = inspect.signature(F(name)).parameters, inspect.signature(T(name)).parameters
-    # torch's signature, then the storage options every fastopt rule takes
+    # torch's signature, then the storage options every fastopt rule takes (Adafactor, no
+    # rule of the engine, keeps its state in its parameters' dtype: torch's signature alone)
     assert list(mine)[:len(torchs)] == list(torchs)
     assert all(mine[k] == torchs[k] for k in torchs)
-    assert list(mine)[len(torchs):] == ["state_dtype", "rounding", "seed"]
+    storage = [] if name == "Adafactor" else ["state_dtype", "rounding", "seed"]
+    assert list(mine)[len(torchs):] == storage
 
 
 # --------------------------------------------------------------------------------------------

@@ -140,7 +140,8 @@ class LBFGS:
                              f"got keys {sorted(state) if isinstance(state, dict) else state!r}")
         memory = Memory()
         if 0 in state:
-            memory = memory_from_entries(state[0], self._flat.n, self.dtype, _as_array, self._scalar)
+            memory = memory_from_entries(state[0], self._flat.n, self.dtype,
+                                         lambda name, v: validation.as_array(v), self._scalar)
         self.param_groups = [{**group, **hypers, "params": self._flat.arrays}]
         self.memory = memory
 
@@ -148,7 +149,7 @@ class LBFGS:
         """A saved scalar in the dtype it is computed in (a Python number stays one)."""
         if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
             return value
-        a = np.asarray(_as_array(name, value))
+        a = validation.as_array(value)
         if a.shape != () or a.dtype.kind not in "fi":
             raise ValueError(f"state_dict['state'][0][{name!r}]: expected a number, got {value!r}")
         return a.astype(self.dtype)[()] if a.dtype.kind == "f" else a[()]
@@ -156,9 +157,3 @@ class LBFGS:
     def __repr__(self) -> str:
         hypers = {k: v for k, v in self.param_groups[0].items() if k != "params"}
         return f"LBFGS({', '.join(f'{k}={v!r}' for k, v in hypers.items())})"
-
-
-def _as_array(name: str, value: Any) -> np.ndarray:
-    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a tensor of torch's state dict
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)

@@ -41,15 +41,7 @@ class Optimizer:
         self._engine = Engine(self.rule)
         self._grad_views: list[np.ndarray] | None = None
         self._guard: tuple[int, Any] = (-1, None)
-        if isinstance(params, (np.ndarray, dict)):
-            raise TypeError("params: expected a list of arrays or of parameter-group dicts, "
-                            f"got {type(params).__name__}")
-        groups = list(params)
-        if not groups:
-            raise ValueError("params: expected at least one parameter, got an empty list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        self._add_groups(groups)
+        self._add_groups(validation.param_groups(params))
 
     # ----------------------------------------------------------------- groups
     @property

@@ -59,6 +59,7 @@ from typing import Any
 
 from ..optim.optimizer import mode_methods
 from ..rules import RULES, Rule
+from .adafactor import Adafactor
 from .lbfgs import LBFGS
 from .optimizer import STORAGE_HYPERS, Optimizer
 from .overlap import StepInBackward, step_in_backward
@@ -100,4 +101,4 @@ def optimizer_class(rule: Rule) -> type[Optimizer]:
 OPTIMIZERS: dict[str, type[Optimizer]] = {name: optimizer_class(rule) for name, rule in RULES.items()}
 globals().update(OPTIMIZERS)
 
-__all__ = ["Optimizer", "OPTIMIZERS", "LBFGS", "StepInBackward", "step_in_backward", *OPTIMIZERS]
+__all__ = ["Optimizer", "OPTIMIZERS", "LBFGS", "Adafactor", "StepInBackward", "step_in_backward", *OPTIMIZERS]
