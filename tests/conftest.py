@@ -185,10 +185,9 @@ def rule_of(config: Config):
 
 def training(opt):
     """``opt``, put in train mode if its rule has modes (schedule-free steps only there)."""
-    from fastopt.rules import RULES
+    from fastopt.optim.optimizer import has_modes
 
-    rule = RULES.get(type(opt).__name__)
-    if rule is not None and rule.modes is not None:
+    if has_modes(opt):
         opt.train()
     return opt
 

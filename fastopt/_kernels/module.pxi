@@ -6,8 +6,8 @@ The segment table and the driver (``segments.pxi``): pieces, one parallel region
 deterministic reduction pass; the thread policy (``threads.pxi``); element-wise pieces several
 rules share (``elementwise.pxi``); each rule's kernel (``rules/<name>.pxi``, gathered with
 their glue in ``rules.pxi``, which setup.py generates); gradient norms and clipping
-(``norms.pxi``), Adafactor's factored passes (``factored.pxi``), the roofline probe (``probe.pxi``), the benchmark's plain loops
-(``plain.pxi``); storage types other than the compute type, and rounding to bfloat16 for
+(``norms.pxi``), Adafactor's factored passes (``factored.pxi``), the roofline probe
+(``probe.pxi``), the benchmark's plain loops (``plain.pxi``); storage types other than the compute type, and rounding to bfloat16 for
 Muon's matrix products (``staging.pxi``); which arrays the kernels take and the 8-bit codes
 (``storage.pxi``); the memory guard (``guard.pxi``) and the Python-facing segment table
 (``tables.pxi``). A rule's kernel is a plain loop over one piece,

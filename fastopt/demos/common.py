@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import fastopt
+from fastopt.optim.optimizer import has_modes
 
 EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-learn)"
 
@@ -51,7 +52,7 @@ def make_optimizer(label: str, params: list[Any], lr: float) -> fastopt.Optimize
     (as schedulefree's does), so it is put in train mode here; :func:`evaluating` switches."""
     cls, options = OPTIMIZERS[label]
     opt = cls(params, lr=lr, **options)
-    if hasattr(opt, "train"):
+    if has_modes(opt):
         opt.train()
     return opt
 
@@ -63,7 +64,7 @@ def evaluating(opt: fastopt.Optimizer) -> Iterator[None]:
     A schedule-free rule (one with ``eval()``/``train()``) takes gradients at y but is evaluated
     at the average x: its parameters hold x inside the block and y again after it. The other
     rules have one point, left as it is."""
-    switch = hasattr(opt, "eval")
+    switch = has_modes(opt)
     if switch:
         opt.eval()
     try:

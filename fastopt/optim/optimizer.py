@@ -307,6 +307,13 @@ def _plain(name: str, value: Any) -> Any:
     return value
 
 
+def has_modes(opt: Any) -> bool:
+    """Whether ``opt`` (an optimizer of either front end) has train and eval modes
+    (:func:`mode_methods`): a schedule-free rule, whose steps run in train mode only."""
+    rule = getattr(opt, "rule", None)
+    return rule is not None and rule.modes is not None
+
+
 def mode_methods(rule: Rule) -> dict[str, Any]:
     """``train()`` and ``eval()`` for a rule with modes (schedule-free), as its package has
     them; none for the others. The class defines ``_switch(train)``."""
