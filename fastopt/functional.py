@@ -1,7 +1,8 @@
 """The kernels on caller-owned arrays: one in-place update of one parameter per call.
 
 For code that manages its own buffers. There is one function per rule, ``<name>_`` in lower
-case (``adam_``, ``sgd_``, ...), made from the rule's definition::
+case (``adam_``, ``sgd_``, ...), made from the rule's definition (and ``adafactor_``, whose
+state is not shaped like its parameter: see its docstring)::
 
     <name>_(param, grad, <state arrays, in the rule's order>, <scalar state>, *, step,
             <hyper-parameters with the class's defaults>)
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import rows, validation
+from . import adafactor, rows, validation
 from ._kernels import kernels
 from .engine import Slot, run_rule
 from .flat import first_overlap
@@ -156,8 +157,44 @@ def function(rule: Rule) -> Callable[..., Any]:
     return update
 
 
+def adafactor_(param: np.ndarray, grad: np.ndarray, row_var: np.ndarray | None = None,
+               col_var: np.ndarray | None = None, variance: np.ndarray | None = None, *,
+               step: int, lr: float = 1e-2, beta2_decay: float = -0.8,
+               eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
+               weight_decay: float = 0.0, maximize: bool = False) -> None:
+    """One Adafactor update of ``param`` in place (see :class:`fastopt.Adafactor`), its state
+    in ``row_var`` and ``col_var`` (a parameter of 2 or more dimensions: shapes
+    ``[..., rows, 1]`` and ``[..., 1, cols]``) or ``variance`` (fewer: the parameter's shape),
+    of its dtype; ``step`` counts this update from 1; ``eps[0]`` None is the machine epsilon of
+    its dtype. Not a rule of the engine (its state is not shaped like its parameter), so its
+    own function rather than one made from a rule."""
+    validation.array("param", param, dtypes=validation.FLOAT_DTYPES)
+    validation.like("grad", grad, param, "param", writable=False)
+    shapes = adafactor.state_shapes(param.shape)
+    state: dict[str, Any] = {"step": float(_step(step) - 1)}
+    for key, value in {"row_var": row_var, "col_var": col_var, "variance": variance}.items():
+        if key not in shapes:
+            if value is not None:
+                raise ValueError(f"{key}: expected None for a parameter of shape {param.shape}, "
+                                 "got an array")
+            continue
+        validation.array(key, value, dtypes=(param.dtype,))
+        if value.shape != shapes[key]:
+            raise ValueError(f"{key}: expected shape {shapes[key]}, got {value.shape}")
+        state[key] = value
+    named = {"param": param, "grad": grad, **{k: v for k, v in state.items() if k != "step"}}
+    overlap = first_overlap(list(named.values()))
+    if overlap is not None:
+        first, second = (list(named)[i] for i in overlap)
+        raise ValueError(f"{second}: expected memory of its own, got an array sharing memory with {first}")
+    h = adafactor.check_hypers({"lr": lr, "beta2_decay": beta2_decay, "eps": eps, "d": d,
+                                "weight_decay": weight_decay, "maximize": maximize})
+    adafactor.step_param(param, grad, state, h, adafactor.group_eps1(h, param.dtype))
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     f"{name.lower()}_": function(rule) for name, rule in RULES.items()}
+FUNCTIONS["adafactor_"] = adafactor_
 globals().update(FUNCTIONS)
 
 __all__ = list(FUNCTIONS)

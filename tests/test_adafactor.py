@@ -250,3 +250,44 @@ def test_bad_state_dicts_change_nothing():
         after = opt.state_dict()
         assert_arrays_equal([after["state"][0]["row_var"]], [sd["state"][0]["row_var"]])
         assert after["param_groups"] == sd["param_groups"]
+
+
+def test_functional_matches_the_class():
+    rng = np.random.default_rng(7)
+    shapes = [(5, 9), (7,), (2, 3, 4)]
+    start = [rng.standard_normal(s) for s in shapes]
+    grads = [[rng.standard_normal(s) for s in shapes] for _ in range(30)]
+    mine = [p.copy() for p in start]
+    opt = fastopt.Adafactor(mine, weight_decay=0.1, maximize=True)
+    for g in grads:
+        opt.step(g)
+    from fastopt.adafactor import state_shapes
+    for i, p0 in enumerate(start):
+        p = p0.copy()
+        state = {k: np.zeros(s) for k, s in state_shapes(p.shape).items()}
+        for t, g in enumerate(grads, start=1):
+            fastopt.functional.adafactor_(p, g[i], **state, step=t, weight_decay=0.1, maximize=True)
+        assert_arrays_equal([p], [mine[i]], f"params[{i}]")
+        for key, value in state.items():
+            assert_arrays_equal([value], [opt.state[i][key]], key)
+
+
+def test_functional_refuses_bad_state_with_nothing_modified():
+    p, g = np.ones((3, 4)), np.ones((3, 4))
+    row, col = np.zeros((3, 1)), np.zeros((1, 4))
+    cases = [
+        ({"row_var": row}, TypeError),                                  # col_var missing
+        ({"row_var": row, "col_var": np.zeros((4, 1))}, ValueError),    # wrong shape
+        ({"row_var": row, "col_var": col, "variance": np.zeros((3, 4))}, ValueError),
+        ({"row_var": row, "col_var": col.astype(np.float32)}, TypeError),
+    ]
+    for state, error in cases:
+        with pytest.raises(error):
+            fastopt.functional.adafactor_(p, g, **state, step=1)
+    with pytest.raises(ValueError, match="memory"):
+        fastopt.functional.adafactor_(p[0], g[0], variance=p[0], step=1)
+    with pytest.raises(ValueError, match="step"):
+        fastopt.functional.adafactor_(p, g, row, col, step=0)
+    assert np.all(p == 1) and np.all(row == 0) and np.all(col == 0)
+    fastopt.functional.adafactor_(p, g, row, col, step=1)
+    assert np.all(p < 1) and np.all(row > 0)

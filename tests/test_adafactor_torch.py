@@ -151,3 +151,14 @@ def test_refuses_what_it_cannot_step():
     c.grad = torch.ones_like(c)
     with pytest.raises(RuntimeError, match="complex"):
         opt.step()
+
+
+def test_a_bad_group_stops_the_step_before_anything_moves():
+    a, b = (torch.ones(3, 2, requires_grad=True), torch.ones(3, requires_grad=True))
+    opt = fot.Adafactor([{"params": [a]}, {"params": [b]}])
+    a.grad, b.grad = torch.ones(3, 2), torch.ones(3)
+    opt.param_groups[1]["lr"] = -1.0
+    with pytest.raises(ValueError, match="lr"):
+        opt.step()
+    assert torch.equal(a, torch.ones(3, 2)) and torch.equal(b, torch.ones(3))
+    assert all(float(s["step"]) == 0 for s in opt.state.values())

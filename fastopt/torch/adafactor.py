@@ -59,22 +59,19 @@ class Adafactor(torch.optim.Adafactor):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        work = []  # every group's hyper-parameters and tensors, checked before any step
         for group in self.param_groups:
-            h = check_hypers(group)
-            params: list[torch.Tensor] = []
-            grads: list[torch.Tensor] = []
-            row_vars: list[Any] = []
-            col_vars: list[Any] = []
-            variances: list[Any] = []
-            steps: list[torch.Tensor] = []
-            self._init_group(group, params, grads, row_vars, col_vars, variances, steps)
+            tensors: tuple[list[Any], ...] = ([], [], [], [], [], [])
+            self._init_group(group, *tensors)
+            for p, g in zip(tensors[0], tensors[1]):
+                if g.dtype != p.dtype:
+                    raise TypeError(f"a gradient of dtype {g.dtype} for a {p.dtype} parameter")
+            work.append((check_hypers(group), tensors))
+        for h, (params, *tensors) in work:
             if not params:
                 continue
             eps1 = group_eps1(h, np.dtype(str(params[0].dtype).removeprefix("torch.")))
-            for p, g, row_var, col_var, variance, step in zip(
-                    params, grads, row_vars, col_vars, variances, steps):
-                if g.dtype != p.dtype:
-                    raise TypeError(f"a gradient of dtype {g.dtype} for a {p.dtype} parameter")
+            for p, g, row_var, col_var, variance, step in zip(params, *tensors):
                 with _array(p) as pa, _array(g) as ga:
                     self._step_param(pa, ga, row_var, col_var, variance, step, h, eps1)
         return loss
