@@ -19,8 +19,11 @@ EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-le
 # digits.LRS) and a colour of its own, and docs/gallery holds their committed output. A rule
 # without an entry (AdamW, LARS, Muon and the rest today) stays out of the demos, its name
 # refused by --optimizers as unknown, until it is given an entry, its learning rates and a
-# colour: run at its defaults it would add untuned rows to the gallery's tables.
-OPTIMIZERS: dict[str, tuple[type[fastopt.Optimizer], dict[str, Any]]] = {
+# colour: run at its defaults it would add untuned rows to the gallery's tables. (LBFGS is
+# out for another reason: its steps take a closure, where the demos hand each step a
+# gradient.) Every optimizer steps its model's one flat buffer, so that LAMB's trust ratio and
+# Adafactor's second moment (a full one: the buffer is a vector) are the whole model's.
+OPTIMIZERS: dict[str, tuple[type[Any], dict[str, Any]]] = {
     "SGD": (fastopt.SGD, {}),
     "Momentum": (fastopt.SGD, {"momentum": 0.9}),
     "Nesterov": (fastopt.SGD, {"momentum": 0.9, "nesterov": True}),
@@ -36,18 +39,20 @@ OPTIMIZERS: dict[str, tuple[type[fastopt.Optimizer], dict[str, Any]]] = {
     "AdEMAMix": (fastopt.AdEMAMix, {}),
     "LAMB": (fastopt.LAMB, {}),
     "Schedule-Free": (fastopt.AdamWScheduleFree, {}),
+    "Adafactor": (fastopt.Adafactor, {}),
 }
 
 # One colour per optimizer across every figure: matplotlib's tab10 for the first ten (kept as
-# the gallery first had them), then the darkest entry of each of tab20b's five hues.
+# the gallery first had them), then the darkest entry of each of tab20b's five hues, then its
+# second blue.
 COLOURS = dict(zip(OPTIMIZERS, [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#6b6ecf",
 ], strict=True))
 
 
-def make_optimizer(label: str, params: list[Any], lr: float) -> fastopt.Optimizer:
+def make_optimizer(label: str, params: list[Any], lr: float) -> Any:
     """The optimizer ``label`` names, ready to train: a schedule-free rule starts in eval mode
     (as schedulefree's does), so it is put in train mode here; :func:`evaluating` switches."""
     cls, options = OPTIMIZERS[label]
@@ -58,7 +63,7 @@ def make_optimizer(label: str, params: list[Any], lr: float) -> fastopt.Optimize
 
 
 @contextlib.contextmanager
-def evaluating(opt: fastopt.Optimizer) -> Iterator[None]:
+def evaluating(opt: Any) -> Iterator[None]:
     """The parameters as the model is evaluated at, then back to where gradients are taken.
 
     A schedule-free rule (one with ``eval()``/``train()``) takes gradients at y but is evaluated

@@ -38,7 +38,10 @@ class Landscape:
     # where that is stable; on Rosenbrock's valley only its default is. Lion, ADOPT, AdEMAMix,
     # LAMB and Schedule-Free: the fewest steps over lr in {1, 2, 5} x 10^-5..10^1 (Lion on the
     # quadratic: 0.1, as 0.5's 9 steps land on the minimum by luck of its sign steps); on the
-    # saddle, where the fewest is one step (a jump off the ridge), Adam's 0.05.
+    # saddle, where the fewest is one step (a jump off the ridge), Adam's 0.05. Adafactor:
+    # its step is relative, at most 1/√t of the point's RMS, so any lr from 1 up steps alike:
+    # 1 (the quadratic's fewest, 332 steps; none reaches Rosenbrock's tolerance), and on the
+    # saddle Adam's 0.05.
     lrs: dict[str, float]
 
 
@@ -63,7 +66,8 @@ LANDSCAPES = {
         box=(-5, 2, -2, 2), levels=np.geomspace(1e-3, 10, 12), max_steps=2000,
         lrs={"SGD": 0.4, "Momentum": 0.05, "Nesterov": 0.05, "Adagrad": 1.0, "RMSprop": 0.05,
              "Adadelta": 50.0, "Adam": 0.2, "AMSGrad": 0.2, "Adamax": 0.3, "NAdam": 0.2,
-             "Lion": 0.1, "ADOPT": 2.0, "AdEMAMix": 1.0, "LAMB": 0.1, "Schedule-Free": 2.0},
+             "Lion": 0.1, "ADOPT": 2.0, "AdEMAMix": 1.0, "LAMB": 0.1, "Schedule-Free": 2.0,
+             "Adafactor": 1.0},
     ),
     "rosenbrock": Landscape(
         "rosenbrock", "Rosenbrock: f(x, y) = (1 − x)² + 100 (y − x²)²",
@@ -72,7 +76,8 @@ LANDSCAPES = {
         box=(-2, 2, -1, 3), levels=np.geomspace(1e-2, 1e3, 14), max_steps=20000,
         lrs={"SGD": 1e-3, "Momentum": 2e-4, "Nesterov": 2e-4, "Adagrad": 0.5, "RMSprop": 1e-3,
              "Adadelta": 1.0, "Adam": 5e-2, "AMSGrad": 5e-2, "Adamax": 0.1, "NAdam": 2e-2,
-             "Lion": 1e-2, "ADOPT": 2.0, "AdEMAMix": 1.0, "LAMB": 2e-2, "Schedule-Free": 0.5},
+             "Lion": 1e-2, "ADOPT": 2.0, "AdEMAMix": 1.0, "LAMB": 2e-2, "Schedule-Free": 0.5,
+             "Adafactor": 1.0},
     ),
     "saddle": Landscape(
         "saddle", "saddle: f(x, y) = x² − y²",
@@ -81,7 +86,8 @@ LANDSCAPES = {
         box=(-2, 2, -2, 2), levels=np.linspace(-4, 4, 17), max_steps=1000,
         lrs={"SGD": 0.05, "Momentum": 0.01, "Nesterov": 0.01, "Adagrad": 0.5, "RMSprop": 0.01,
              "Adadelta": 50.0, "Adam": 0.05, "AMSGrad": 0.05, "Adamax": 0.05, "NAdam": 0.05,
-             "Lion": 0.05, "ADOPT": 0.05, "AdEMAMix": 0.05, "LAMB": 0.05, "Schedule-Free": 0.05},
+             "Lion": 0.05, "ADOPT": 0.05, "AdEMAMix": 0.05, "LAMB": 0.05, "Schedule-Free": 0.05,
+             "Adafactor": 0.05},
     ),
 }
 
