@@ -162,3 +162,35 @@ def test_a_bad_group_stops_the_step_before_anything_moves():
         opt.step()
     assert torch.equal(a, torch.ones(3, 2)) and torch.equal(b, torch.ones(3))
     assert all(float(s["step"]) == 0 for s in opt.state.values())
+
+
+def test_numpy_schedules_and_clipping_match_torchs():
+    """fastopt.Adafactor under fastopt.lr_scheduler's OneCycleLR (cycle_momentum=False:
+    Adafactor has no momentum), its gradients clipped by fastopt.clip_grad_norm_, against
+    torch.optim.Adafactor under torch's scheduler and clipping."""
+    import fastopt.lr_scheduler as fls
+
+    shapes = [(6, 5), (4,)]
+    rng = np.random.default_rng(4)
+    start = [rng.standard_normal(s) for s in shapes]
+    grads = _grads(shapes, np.float64, 60, seed=5)
+    mine = [p.copy() for p in start]
+    opt = fastopt.Adafactor(mine)
+    schedule = fls.OneCycleLR(opt, max_lr=0.05, total_steps=60, cycle_momentum=False)
+    params = [torch.tensor(p) for p in start]
+    topt = torch.optim.Adafactor(params)
+    tschedule = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.05, total_steps=60,
+                                                    cycle_momentum=False)
+    for step in grads:
+        given = [g.copy() for g in step]
+        fastopt.clip_grad_norm_(given, 1.0)
+        opt.step(given)
+        schedule.step()
+        for p, g in zip(params, step):
+            p.grad = torch.tensor(g)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        topt.step()
+        tschedule.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"], rel=1e-12)
+    for a, p in zip(mine, params):
+        assert_close(a, p.numpy(), 1e-12, "scheduled and clipped")
