@@ -14,7 +14,7 @@ import numpy as np
 
 from ..rules import Rule
 from ..rules.storage import COMPENSATION, LOW, Q8, Storage, scale_key, storage_of
-from .state import State
+from .state import State, is_coalesced
 from .storage import (compute_dtype, dequantize, quantize, round_stochastic, store_kahan,
                       stream_key)
 
@@ -116,7 +116,10 @@ class ReferenceOptimizer:
                 self._start(self.state[i], param, h, stored)
                 grad = _in_dtype(grads[i], compute_dtype(param.dtype))
                 # A row-sparse step stores only the rows it touches (their compensation too).
-                rows = np.unique(grad[0]) if isinstance(grad, tuple) else None
+                rows = None
+                if isinstance(grad, tuple):
+                    indices = np.asarray(grad[0])
+                    rows = indices if is_coalesced(indices) else np.unique(indices)
                 progress = self._stepped(
                     lambda p, s: function(p, grad, s, **step, **hypers), param,
                     self.state[i], stored, stream_key(stored.seed, t, g << 32 | j), rows)

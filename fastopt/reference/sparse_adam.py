@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .state import State, zeros_on_first_use
+from .state import State, is_coalesced, zeros_on_first_use
 
 __all__ = ["sparse_adam"]
 
@@ -19,6 +19,8 @@ def _coalesced(indices: np.ndarray, values: np.ndarray,
     """Distinct row numbers and their rows (n, width): duplicates summed in their order, as
     torch's coalesce."""
     values = values.reshape(len(indices), width)
+    if is_coalesced(indices):
+        return indices, values
     distinct, where = np.unique(indices, return_inverse=True)
     summed = np.zeros((len(distinct), values.shape[1]), values.dtype)
     np.add.at(summed, where, values)

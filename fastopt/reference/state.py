@@ -47,3 +47,9 @@ def running_average_sq(state: State, key: str, param: np.ndarray, value: np.ndar
     average *= beta
     average += (1 - beta) * value * value
     return average
+
+
+def is_coalesced(indices: np.ndarray) -> bool:
+    """Whether row numbers are sorted and distinct, as torch's coalesce leaves them (then
+    ``np.unique``, which hashes or sorts, would return them as they are)."""
+    return bool(np.all(indices[1:] > indices[:-1]))
