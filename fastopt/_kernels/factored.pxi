@@ -89,6 +89,9 @@ cdef double factored_pass(floating* p, const floating* g, Py_ssize_t n, const fl
                           const floating* rows, const floating* cols, const floating* means,
                           Py_ssize_t nrows, Py_ssize_t ncols, floating eps1_sq, bint apply,
                           floating decay, floating scale, double* partial) noexcept nogil:
+    """Σ u² over the ``n`` elements (pass 2), or their update (``apply``: pass 3), piece by
+    piece of FACTOR_PIECE elements, in parallel from the serial threshold on; each piece's sum
+    goes to ``partial`` and the pieces' sums are added in order."""
     cdef Py_ssize_t k, pieces = (n + FACTOR_PIECE - 1) // FACTOR_PIECE
     cdef double total = 0.0
     if n >= serial_threshold and team_size() > 1:

@@ -7,13 +7,13 @@ deterministic reduction pass; the thread policy (``threads.pxi``); element-wise 
 rules share (``elementwise.pxi``); each rule's kernel (``rules/<name>.pxi``, gathered with
 their glue in ``rules.pxi``, which setup.py generates); gradient norms and clipping
 (``norms.pxi``), Adafactor's factored passes (``factored.pxi``), the roofline probe
-(``probe.pxi``), the benchmark's plain loops (``plain.pxi``); storage types other than the compute type, and rounding to bfloat16 for
-Muon's matrix products (``staging.pxi``); which arrays the kernels take and the 8-bit codes
-(``storage.pxi``); the memory guard (``guard.pxi``) and the Python-facing segment table
-(``tables.pxi``). A rule's kernel is a plain loop over one piece,
-generic over float32/float64 through the fused type ``floating``; its arguments
-arrive as a C struct of doubles, already computed by the caller; the kernels do only the
-element-wise work, in the dtype of the buffers.
+(``probe.pxi``), the benchmark's plain loops (``plain.pxi``); storage types other than the
+compute type, and rounding to bfloat16 for Muon's matrix products (``staging.pxi``); which
+arrays the kernels take and the 8-bit codes (``storage.pxi``); the memory guard (``guard.pxi``)
+and the Python-facing segment table (``tables.pxi``). A rule's kernel is a plain loop over one
+piece, generic over float32/float64 through the fused type ``floating``; its arguments arrive
+as a C struct of doubles, already computed by the caller; the kernels do only the element-wise
+work, in the dtype of the buffers.
 """
 
 cimport numpy as cnp
