@@ -149,6 +149,8 @@ def _fastopt_names() -> list[str]:
 
 
 def _of_matrices(name) -> bool:
+    """Whether fastopt.torch's class ``name`` steps a rule of matrices (Muon; Adafactor has no
+    rule of the engine and takes any shape)."""
     rule = getattr(getattr(fot, name, None), "rule", None)
     return rule is not None and rule.matrix is not None
 
