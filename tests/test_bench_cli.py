@@ -176,3 +176,28 @@ def test_the_model_shaped_and_torch_steps_leave_a_rule_of_matrices_out(tmp_path)
     )
     assert "Muon" in proc.stdout and "model-shaped" not in proc.stderr
     assert "torch training" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["AdamWScheduleFree", "SGDScheduleFree"])
+def test_the_model_shaped_and_torch_steps_run_a_rule_with_modes_in_train_mode(name):
+    """Schedule-free rules step in train mode only: the model-shaped and torch training cases
+    (the default benchmark runs both) put them there, as a single case does."""
+    from fastopt.bench.model_shaped import run_model
+
+    result = run_model(name, rounds=1, budget=0.001)
+    assert result.fastopt_s > 0 and result.flat_s > 0 and result.clipped_s > 0
+    if importlib.util.find_spec("torch") is not None:
+        from fastopt.bench.torch_training import QUICK, run_torch_model
+
+        rows = run_torch_model(name, QUICK, rounds=1, budget=0.001)
+        assert [r.case for r in rows] == ["step", "training"] and all(r.fastopt_s > 0 for r in rows)
+
+
+def test_the_model_shaped_and_torch_steps_leave_a_rule_of_sparse_gradients_out(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastopt", "bench", "--optimizers", "SparseAdam", "Adam",
+         "--sizes", "1000", "--rounds", "1", "--budget", "0.002", "--dtypes", "float32"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )
+    assert "model-shaped Adam" in proc.stderr and "model-shaped SparseAdam" not in proc.stderr
+    assert "torch training SparseAdam" not in proc.stderr

@@ -19,6 +19,7 @@ import numpy as np
 import fastopt
 from fastopt import reference
 from fastopt._kernels import kernels
+from fastopt.optim.optimizer import has_modes
 from fastopt.rules import RULES
 
 from .optimizers import ACCESS, OPTIONS, case_shape, torch_class
@@ -58,7 +59,7 @@ def made(module: Any, name: str, params: list[Any]) -> Any:
     """Optimizer ``name`` of ``module`` (fastopt, fastopt.reference) over ``params`` with its
     benchmark options, ready to step: a rule with modes (schedule-free) in train mode."""
     opt = getattr(module, name)(params, **OPTIONS[name])
-    if RULES[name].modes is not None:
+    if has_modes(opt):
         opt.train()
     return opt
 

@@ -100,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     for k, (name, dtype, size) in enumerate(cases, 1):
         progress(f"[{k}/{len(cases)}] {name} {dtype} {size:,}", start)
         results.append(run_case(name, np.dtype(dtype), size, rounds, args.budget))
+    # The model-shaped and torch training steps are over a model's tensors with dense
+    # gradients: a rule of matrices (Muon) and one of row-sparse gradients (SparseAdam) sit out.
+    of_models = [n for n in args.optimizers
+                 if RULES[n].matrix is None and RULES[n].gradient == "dense"]
     models = []
     if args.model and not args.quick:
-        for name in [n for n in args.optimizers if RULES[n].matrix is None]:
+        for name in of_models:
             progress(f"model-shaped {name}", start)
             models.append(run_model(name, rounds, args.budget))
     trainings = []
@@ -110,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..torch import OPTIMIZERS as TORCH_FRONT_END
         from .torch_training import FULL, QUICK, run_torch_model
 
-        for name in [n for n in args.optimizers
-                     if n in TORCH_FRONT_END and RULES[n].matrix is None]:
+        for name in [n for n in of_models if n in TORCH_FRONT_END]:
             progress(f"torch training {name}", start)
             trainings += run_torch_model(name, QUICK if args.quick else FULL, rounds, args.budget)
     storage = []

@@ -12,6 +12,7 @@ import numpy as np
 
 import fastopt
 
+from .cases import made
 from .optimizers import OPTIONS, torch_class
 from .timing import measure, medians, ratio
 
@@ -67,12 +68,11 @@ def run_model(name: str, rounds: int, budget: float) -> ModelResult:
     rng = np.random.default_rng(1)
     params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
     grads = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
-    cls, options = getattr(fastopt, name), OPTIONS[name]
-    opt = cls([p.copy() for p in params], **options)
-    clipped = cls([p.copy() for p in params], **options)
+    opt = made(fastopt, name, [p.copy() for p in params])
+    clipped = made(fastopt, name, [p.copy() for p in params])
     flat, _ = fastopt.flatten(params)
     flat_grad, _ = fastopt.flatten(grads)
-    flat_opt = cls([flat], **options)
+    flat_opt = made(fastopt, name, [flat])
     flat_grads = [flat_grad]
     contenders: dict[str, Callable[[], Any]] = {
         "fastopt": lambda: opt.step(grads),

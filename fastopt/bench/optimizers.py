@@ -6,7 +6,8 @@ choices and default of ``--optimizers``), its ``bench`` hyper-parameters become 
 arrays and the GB/s column), and its ``torch_name`` the class it is compared with
 (:func:`torch_class`; a rule torch lacks shows '-' in the torch columns). A rule of matrices
 (Muon) steps each case's elements as one wide matrix (:func:`case_shape`) and is left out of
-the model-shaped and torch training steps, whose tensors are not all matrices.
+the model-shaped and torch training steps, whose tensors are not all matrices; so is a rule of
+row-sparse gradients (SparseAdam), as their gradients are dense.
 """
 
 from __future__ import annotations

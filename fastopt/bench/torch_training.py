@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 import fastopt.torch
+from fastopt.optim.optimizer import has_modes
 
 from .optimizers import OPTIONS, torch_class
 from .timing import measure, medians, ratio
@@ -127,6 +128,8 @@ def contender(name: str, impl: str, shape: ModelShape, x: torch.Tensor,
         if impl == "fastopt":
             raise  # fastopt refusing its own benchmark options is a bug to show
         return None
+    if has_modes(opt):  # schedule-free: steps in train mode
+        opt.train()
 
     def training() -> None:
         opt.zero_grad()
