@@ -119,6 +119,7 @@ def test_bitwise_for_every_simd_variant(tmp_path):
     for variant in [v for v in kernels.cpu_variants() if v in built_variants()]:
         out = tmp_path / f"{variant}.npz"
         subprocess.run([sys.executable, "-c", SIMD_SCRIPT, str(out)], check=True, timeout=120,
+                       cwd=tmp_path,  # the installed fastopt, not a source tree beside it
                        env={**os.environ, "FASTOPT_SIMD": variant})
         outputs.append(np.load(out))
     for other in outputs[1:]:
