@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,3 +325,15 @@ def param_groups(params: Any) -> list[Any]:
     if not groups:
         raise ValueError("params: expected at least one parameter, got an empty list")
     return groups if isinstance(groups[0], dict) else [{"params": groups}]
+
+
+def numbered_groups(groups: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ``param_groups`` of torch's state-dict layout: each group's hyper-parameters, with
+    its ``params`` replaced by their indices, counted on across the groups."""
+    numbered, start = [], 0
+    for group in groups:
+        count = len(group["params"])
+        numbered.append({**{k: v for k, v in group.items() if k != "params"},
+                         "params": list(range(start, start + count))})
+        start += count
+    return numbered

@@ -93,13 +93,8 @@ class Adafactor:
 
     def state_dict(self) -> dict[str, Any]:
         """torch's layout (``{"state": {index: {...}}, "param_groups": [...]}``), copies."""
-        groups, start = [], 0
-        for group in self.param_groups:
-            count = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"},
-                           "params": list(range(start, start + count))})
-            start += count
-        return {"state": copy.deepcopy(self.state), "param_groups": groups}
+        return {"state": copy.deepcopy(self.state),
+                "param_groups": validation.numbered_groups(self.param_groups)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state dict of this class's or of torch.optim.Adafactor's layout (arrays,

@@ -208,12 +208,8 @@ class Optimizer:
         Fresh containers and copies of every array, each call.
         """
         state: dict[int, dict[str, Any]] = {}
-        groups = []
         for group, engine_group, start in zip(self.param_groups, self._engine.groups, self._starts):
-            params = group["params"]
-            groups.append({**{k: v for k, v in group.items() if k != "params"},
-                           "params": list(range(start, start + len(params)))})
-            for k, p in enumerate(params):
+            for k, p in enumerate(group["params"]):
                 if not engine_group.has_state(k):
                     continue  # no state yet (torch has no entry either)
                 step, scalars, arrays = engine_group.entry(k)
@@ -223,7 +219,7 @@ class Optimizer:
                 entry.update({key: (a.reshape(p.shape) if key in engine_group.roles else a).copy()
                               for key, a in arrays.items()})
                 state[start + k] = entry
-        return {"state": state, "param_groups": groups}
+        return {"state": state, "param_groups": validation.numbered_groups(self.param_groups)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`. Validates everything first: a bad dict raises

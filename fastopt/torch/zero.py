@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .. import validation
 from ..rules.storage import COMPENSATION
 from . import dtensor, sharded, tensors
 from .flat_shards import Piece, Shard, flat_view, in_memory_order_of
@@ -194,13 +195,7 @@ class ZeroOptimizer(torch.optim.Optimizer):
                     value = whole
                 entry[key] = value
             state[i] = entry
-        groups, start = [], 0
-        for group in self.param_groups:
-            n = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"},
-                           "params": list(range(start, start + n))})
-            start += n
-        return {"state": state, "param_groups": groups}
+        return {"state": state, "param_groups": validation.numbered_groups(self.param_groups)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Take a whole state dict (``state_dict()``'s, or torch.optim's over the same
@@ -241,12 +236,8 @@ class ZeroOptimizer(torch.optim.Optimizer):
                     name: in_memory_order_of(p, value)[q.start:q.stop].clone()
                     if name in roles and torch.is_tensor(value) else value
                     for name, value in entry.items()}
-        local_groups, start = [], 0
-        for saved, local in zip(saved_groups, self.local.param_groups):
-            n = len(local["params"])
-            local_groups.append({**{k: v for k, v in saved.items() if k != "params"},
-                                 "params": list(range(start, start + n))})
-            start += n
+        local_groups = [{**saved, "params": local["params"]} for saved, local in
+                        zip(saved_groups, validation.numbered_groups(self.local.param_groups))]
         self.local.load_state_dict({"state": local_state, "param_groups": local_groups})
         for saved, group in zip(saved_groups, self.param_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
