@@ -16,9 +16,7 @@ import numpy as np
 import torch
 
 from ..adafactor import check_hypers, group_eps1, step_param
-
-_DTYPES = (torch.float32, torch.float64)
-
+from .tensors import check_wide
 
 @contextmanager
 def _array(t: torch.Tensor) -> Iterator[np.ndarray]:
@@ -44,10 +42,8 @@ class Adafactor(torch.optim.Adafactor):
         start = sum(len(g["params"]) for g in getattr(self, "param_groups", ()))
         for i, p in enumerate(tensors):
             # (complex parameters pass: torch's step refuses them, as for torch's class)
-            if isinstance(p, torch.Tensor) and (p.device.type != "cpu" or p.is_sparse or (
-                    p.dtype not in _DTYPES and not p.is_complex())):
-                raise TypeError(f"params[{start + i}]: expected a dense CPU float32 or float64 "
-                                f"tensor, got {p.dtype} on {p.device}")
+            if isinstance(p, torch.Tensor) and not p.is_complex():
+                check_wide(f"params[{start + i}]", p)
         super().add_param_group({**param_group, "params": tensors})
 
     @torch.no_grad()

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from ..lbfgs import LINE_SEARCHES, FlatParams, Memory, lbfgs_step, memory_from_entries
-
-_DTYPES = (torch.float32, torch.float64)
+from .tensors import check_wide
 
 
 def _scalar_value(value: Any, dtype: np.dtype) -> Any:
@@ -71,9 +70,7 @@ class LBFGS(torch.optim.LBFGS):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for i, p in enumerate(self._params):
-            if p.device.type != "cpu" or p.dtype not in _DTYPES or p.is_sparse:
-                raise TypeError(f"params[{i}]: expected a dense CPU float32 or float64 tensor, "
-                                f"got {p.dtype} on {p.device}")
+            check_wide(f"params[{i}]", p)
             if p.dtype != self._params[0].dtype:
                 raise TypeError(f"params[{i}]: expected dtype {self._params[0].dtype} like "
                                 f"params[0] (L-BFGS steps one vector), got {p.dtype}")

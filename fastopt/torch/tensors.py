@@ -80,6 +80,17 @@ def overlaps_itself(t: torch.Tensor) -> bool:
     return False
 
 
+WIDE = (torch.float32, torch.float64)  # what the rules outside the engine step
+
+
+def check_wide(name: str, p: torch.Tensor) -> None:
+    """Refuse a parameter that a rule outside the engine (Adafactor, L-BFGS) cannot step: it
+    takes dense CPU float32 and float64 tensors only."""
+    if p.device.type != "cpu" or p.is_sparse or p.dtype not in WIDE:
+        raise TypeError(f"{name}: expected a dense CPU float32 or float64 tensor, "
+                        f"got {p.dtype} on {p.device}")
+
+
 def check_param(name: str, p: torch.Tensor) -> None:
     """Refuse what the kernels cannot step, saying why (nothing has changed yet). A DTensor's
     local shard is what they step."""
