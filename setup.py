@@ -172,14 +172,16 @@ KERNELS = os.path.join("fastopt", "_kernels")
 
 def render_rules():
     """Write fastopt/_kernels/rules.pxi from rules.pxi.tp: one entry per rule kernel file in
-    rules/, with a reduction pass where the file defines ``<name>_reduce``."""
+    rules/, with a reduction pass where the file defines ``<name>_reduce`` and a direct loop
+    where it defines ``<name>_direct_piece``."""
     folder = os.path.join(KERNELS, "rules")
     kernels = []
     for file in sorted(os.listdir(folder)):
         name, ext = os.path.splitext(file)
         if ext == ".pxi":
             with open(os.path.join(folder, file), encoding="utf-8") as f:
-                kernels.append((name, f"{name}_reduce(" in f.read()))
+                text = f.read()
+                kernels.append((name, f"{name}_reduce(" in text, f"{name}_direct_piece(" in text))
     with open(os.path.join(KERNELS, "rules.pxi.tp"), encoding="utf-8") as f:
         text = Tempita.sub(f.read(), kernels=kernels)
     target = os.path.join(KERNELS, "rules.pxi")

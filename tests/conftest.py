@@ -277,17 +277,22 @@ class Mode:
 
 
 # Every parameter dtype with each rounding it takes, low-precision gradients into float32
-# parameters, and low-precision state beside parameters of either kind.
+# parameters, and low-precision state beside parameters of either kind (the float32 and
+# bfloat16 ones are stepped by direct loops where a rule has one, the rest staged).
 STORAGE_MODES = [
     Mode("bf16", "bfloat16", "bfloat16", {}),  # stochastic rounding, the default
     Mode("bf16-nearest", "bfloat16", "bfloat16", {"rounding": "nearest"}),
     Mode("bf16-kahan", "bfloat16", "bfloat16", {"rounding": "kahan"}),
     Mode("bf16-bf16state", "bfloat16", "bfloat16", {"state_dtype": "bfloat16", "seed": 7}),
+    Mode("bf16-nearest-bf16state", "bfloat16", "bfloat16",
+         {"rounding": "nearest", "state_dtype": "bfloat16"}),
     Mode("f16", "float16", "float16", {}),  # compensated, the default
     Mode("f16-nearest-f16state", "float16", "float16",
          {"rounding": "nearest", "state_dtype": "float16"}),
     Mode("f32-bf16grads-bf16state", "float32", "bfloat16", {"state_dtype": "bfloat16"}),
     Mode("f32-f16grads-f16state", "float32", "float16", {"state_dtype": "float16"}),
+    Mode("f32-bf16state", "float32", "float32", {"state_dtype": "bfloat16"}),
+    Mode("f32-bf16grads", "float32", "bfloat16", {}),
     Mode("f32-8bit", "float32", "float32", {"state_dtype": "8bit"}),
     Mode("bf16-8bit", "bfloat16", "bfloat16", {"state_dtype": "8bit"}),
     Mode("bf16-kahan-8bit", "bfloat16", "bfloat16", {"state_dtype": "8bit", "rounding": "kahan"}),

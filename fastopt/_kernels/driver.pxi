@@ -1,7 +1,7 @@
 # The driver: a rule's passes over every piece of a table, in one parallel region.
 
 cdef inline void run_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, chunk_f64 f64,
-                           const void* args, bint with_segments) noexcept nogil:
+                           direct_f direct, const void* args, bint with_segments) noexcept nogil:
     # A function of its own: its locals are private to the thread that runs the piece.
     cdef Py_ssize_t n
     cdef char* param
@@ -11,7 +11,10 @@ cdef inline void run_piece(const Table* t, Py_ssize_t k, chunk_f32 f32, chunk_f6
     if with_segments:
         segment = t.segment + t.pieces.seg[k] * MAX_REDUCED
     if not t.native:
-        staged_piece(t, k, f32, args, segment)
+        if direct != NULL:
+            direct(t, k, args, segment)
+        else:
+            staged_piece(t, k, f32, args, segment)
         return
     piece_pointers(t, k, &param, &grad, state, &n)
     if t.dtype == FLOAT32:
@@ -39,22 +42,26 @@ cdef inline void reduce_piece(Table* t, Py_ssize_t k, reduce_f32 f32, reduce_f64
         f64(<const double*>param, <const double*>grad, <double**>state, n, args, acc)
 
 
-cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, const void* args,
+cdef void drive(Table* t, chunk_f32 f32, chunk_f64 f64, direct_f direct, const void* args,
                 bint with_segments) noexcept nogil:
     """Apply one rule's element-wise pass to every element of the table: one parallel region,
-    static schedule, unless the table is small or the machine is contended (threads.pxi)."""
+    static schedule, unless the table is small or the machine is contended (threads.pxi).
+    Buffers not all of the compute type go through the rule's direct loop where it has one
+    that serves them (direct.pxi), else through staging (staging.pxi)."""
     cdef Py_ssize_t k, total = t.pieces.total
     cdef bint parallel = use_threads(total, &t.policy)
     cdef double start = omp_get_wtime() if total >= serial_threshold else 0.0
+    if t.native or not direct_fits(t):
+        direct = NULL
     if parallel:
         for k in prange(t.pieces.count, schedule="static", num_threads=team_size()):
             if k == 0:
                 fastopt_note_team_size()
-            run_piece(t, k, f32, f64, args, with_segments)
+            run_piece(t, k, f32, f64, direct, args, with_segments)
     else:  # no OpenMP region at all: entering even a one-thread one costs a microsecond
         fastopt_note_team_size()
         for k in range(t.pieces.count):
-            run_piece(t, k, f32, f64, args, with_segments)
+            run_piece(t, k, f32, f64, direct, args, with_segments)
     account(total, &t.policy, parallel, start)
 
 

@@ -8,7 +8,8 @@ rules share (``elementwise.pxi``); each rule's kernel (``rules/<name>.pxi``, gat
 their glue in ``rules.pxi``, which setup.py generates); gradient norms and clipping
 (``norms.pxi``), Adafactor's factored passes (``factored.pxi``), the roofline probe
 (``probe.pxi``), the benchmark's plain loops (``plain.pxi``); storage types other than the
-compute type, and rounding to bfloat16 for Muon's matrix products (``staging.pxi``); which
+compute type, and rounding to bfloat16 for Muon's matrix products (``staging.pxi``), and the
+loops that convert as they go where a rule has one (``direct.pxi``); which
 arrays the kernels take and the 8-bit codes (``storage.pxi``); the memory guard (``guard.pxi``)
 and the Python-facing segment table (``tables.pxi``). A rule's kernel is a plain loop over one
 piece, generic over float32/float64 through the fused type ``floating``; its arguments arrive
@@ -24,6 +25,7 @@ include "platform.pxi"
 include "threads.pxi"
 include "segments.pxi"
 include "staging.pxi"
+include "direct.pxi"
 include "driver.pxi"
 include "storage.pxi"
 include "guard.pxi"

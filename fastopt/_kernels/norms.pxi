@@ -103,7 +103,7 @@ def scale(SegmentTable table, double factor):
     table.bind_self()
     table.start_kernel(0)
     with nogil:
-        drive(&table.t, scale_chunk[float], scale_chunk[double], &a, False)
+        drive(&table.t, scale_chunk[float], scale_chunk[double], NULL, &a, False)
 
 
 def clamp(SegmentTable table, double clip):
@@ -112,4 +112,4 @@ def clamp(SegmentTable table, double clip):
     table.bind_self()
     table.start_kernel(0)
     with nogil:
-        drive(&table.t, clamp_chunk[float], clamp_chunk[double], &a, False)
+        drive(&table.t, clamp_chunk[float], clamp_chunk[double], NULL, &a, False)

@@ -60,4 +60,4 @@ def probe(list arrays):
     table.start_kernel(0)
     table.t.policy.serial_seconds = -1.0  # measure the raw team: no contention fallback
     with nogil:
-        drive(&table.t, probe_chunk[float], probe_chunk[double], &nstate, False)
+        drive(&table.t, probe_chunk[float], probe_chunk[double], NULL, &nstate, False)

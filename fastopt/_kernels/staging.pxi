@@ -11,6 +11,8 @@ cdef extern from "storage.h" nogil:
     void fastopt_load_f16(const uint16_t* src, float* dst, Py_ssize_t n)
     void fastopt_store_bf16(const float* src, uint16_t* dst, Py_ssize_t n)
     void fastopt_store_f16(const float* src, uint16_t* dst, Py_ssize_t n)
+    uint16_t fastopt_to_bf16_stochastic(float x, uint32_t random)
+    uint32_t fastopt_random(uint32_t key, uint32_t index)
     void fastopt_store_bf16_stochastic(const float* src, uint16_t* dst, Py_ssize_t n,
                                        uint32_t key, uint32_t first)
     void fastopt_store_kahan(const float* old, const float* new_, uint16_t* p, uint16_t* c,
