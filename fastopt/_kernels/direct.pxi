@@ -2,9 +2,9 @@
 # element converted as it is read and rounded as it is written, in the one loop.
 #
 # Staging (staging.pxi) serves every storage type and rounding, but it converts each buffer
-# through L1 in blocks, and in blocks the conversions do not overlap the memory traffic: Adam
-# with bfloat16 parameters and moments, which moves half float32's bytes, was slower than
-# float32. A rule whose update of one element is a function of its own (``<name>_element``)
+# into a float32 block in L1 and back, a store and a load per element and buffer more than
+# converting in registers, and those passes, not memory, set its pace: Adam with bfloat16
+# parameters and moments, which moves half float32's bytes, was slower than float32. A rule whose update of one element is a function of its own (``<name>_element``)
 # can also define ``<name>_direct_piece``, a loop over the piece's elements in their storage
 # types that calls it; setup.py finds it, and the driver runs it where :func:`direct_fits`.
 # Each element's arithmetic and rounding is the staged path's, so results are bitwise the

@@ -117,7 +117,8 @@ cdef void adam_direct_piece(const Table* t, Py_ssize_t k, const void* args,
     cdef uint32_t first = <uint32_t>t.pieces.start[k]
     if t.param_type == BFLOAT16:
         if low_state:
-            adam_direct(<uint16_t*>p, <const uint16_t*>g, <uint16_t**>s, n, a, stochastic, key, first)
+            adam_direct(<uint16_t*>p, <const uint16_t*>g, <uint16_t**>s, n, a, stochastic, key,
+                        first)
         else:
             adam_direct(<uint16_t*>p, <const uint16_t*>g, <float**>s, n, a, stochastic, key, first)
     elif t.grad_type == BFLOAT16:
