@@ -107,13 +107,12 @@ class Adafactor:
                              f"{len(self.param_groups)} groups")
         if not isinstance(state, dict):
             raise TypeError("state_dict['state']: expected a dict")
-        params, groups, start = self._params, [], 0
-        for g, (group, current) in enumerate(zip(saved, self.param_groups)):
-            count = len(current["params"])
-            if not isinstance(group, dict) or list(group.get("params", ())) != list(
-                    range(start, start + count)):
+        params, groups = self._params, []
+        numbered = validation.numbered_groups(self.param_groups)
+        for g, (group, current, indices) in enumerate(zip(saved, self.param_groups, numbered)):
+            if not isinstance(group, dict) or list(group.get("params", ())) != indices["params"]:
                 raise ValueError(f"state_dict['param_groups'][{g}]['params']: expected "
-                                 f"{list(range(start, start + count))}")
+                                 f"{indices['params']}")
             merged = {**{k: v for k, v in group.items() if k in DEFAULTS},
                       "params": current["params"]}
             if set(DEFAULTS) - set(merged):
@@ -122,7 +121,6 @@ class Adafactor:
             check_hypers(merged)
             merged["eps"] = tuple(merged["eps"])
             groups.append(merged)
-            start += count
         entries = {}
         for index, entry in state.items():
             if not isinstance(index, int) or not 0 <= index < len(params):

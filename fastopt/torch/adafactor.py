@@ -18,6 +18,7 @@ import torch
 from ..adafactor import check_hypers, group_eps1, step_param
 from .tensors import check_wide
 
+
 @contextmanager
 def _array(t: torch.Tensor) -> Iterator[np.ndarray]:
     """A C-contiguous NumPy view of ``t``, or of a contiguous copy written back after."""
