@@ -28,11 +28,13 @@ def cubic_minimum(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
     if not disc >= 0:
         return (low + high) / 2.0
     d2 = np.sqrt(disc)
-    # measured from the farther point, as the closed form is stated
-    if x1 <= x2:
-        root = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
-    else:
-        root = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+    # Measured from the farther point, as the closed form is stated. A zero denominator
+    # gives an infinite root, clamped below: torch's 0-d tensors divide so without a warning.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if x1 <= x2:
+            root = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+        else:
+            root = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
     return min(max(root, low), high)
 
 

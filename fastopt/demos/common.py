@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,10 +19,12 @@ EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-le
 # digits.LRS) and a colour of its own, and docs/gallery holds their committed output. A rule
 # without an entry (AdamW, LARS, Muon and the rest today) stays out of the demos, its name
 # refused by --optimizers as unknown, until it is given an entry, its learning rates and a
-# colour: run at its defaults it would add untuned rows to the gallery's tables. (LBFGS is
-# out for another reason: its steps take a closure, where the demos hand each step a
-# gradient.) Every optimizer steps its model's one flat buffer, so that LAMB's trust ratio and
-# Adafactor's second moment (a full one: the buffer is a vector) are the whole model's.
+# colour: run at its defaults it would add untuned rows to the gallery's tables. Every
+# optimizer steps its model's one flat buffer, so that LAMB's trust ratio and Adafactor's
+# second moment (a full one: the buffer is a vector) are the whole model's. L-BFGS takes a
+# closure (:func:`step`); a step of it is one iteration (``max_iter=1``) with torch's
+# strong-Wolfe line search, which evaluates the model as often as it needs (a few times, where
+# the others take one gradient per step), and remembers the last 10 curvature pairs.
 OPTIMIZERS: dict[str, tuple[type[Any], dict[str, Any]]] = {
     "SGD": (fastopt.SGD, {}),
     "Momentum": (fastopt.SGD, {"momentum": 0.9}),
@@ -40,15 +42,17 @@ OPTIMIZERS: dict[str, tuple[type[Any], dict[str, Any]]] = {
     "LAMB": (fastopt.LAMB, {}),
     "Schedule-Free": (fastopt.AdamWScheduleFree, {}),
     "Adafactor": (fastopt.Adafactor, {}),
+    "L-BFGS": (fastopt.LBFGS, {"max_iter": 1, "max_eval": 20, "history_size": 10,
+                               "line_search_fn": "strong_wolfe"}),
 }
 
 # One colour per optimizer across every figure: matplotlib's tab10 for the first ten (kept as
 # the gallery first had them), then the darkest entry of each of tab20b's five hues, then its
-# second blue.
+# second blue and its second green.
 COLOURS = dict(zip(OPTIMIZERS, [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#6b6ecf",
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#6b6ecf", "#8ca252",
 ], strict=True))
 
 
@@ -60,6 +64,17 @@ def make_optimizer(label: str, params: list[Any], lr: float) -> Any:
     if has_modes(opt):
         opt.train()
     return opt
+
+
+def step(opt: Any, evaluate: Callable[[], tuple[float, list[Any]]]) -> float:
+    """One step of ``opt``; ``evaluate()`` gives the loss and the gradients at the parameters'
+    current values. A rule of gradients steps on one evaluation; L-BFGS calls it as often as
+    its line search needs. Returns the loss where the step started."""
+    if isinstance(opt, fastopt.LBFGS):
+        return float(opt.step(evaluate))
+    loss, grads = evaluate()
+    opt.step(grads)
+    return loss
 
 
 @contextlib.contextmanager

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .common import (
-    COLOURS, evaluating, figure, make_optimizer, markdown_table, save, select, write_table,
+    COLOURS, evaluating, figure, make_optimizer, markdown_table, save, select, step,
+    write_table,
 )
 
 
@@ -41,7 +42,8 @@ class Landscape:
     # saddle, where the fewest is one step (a jump off the ridge), Adam's 0.05. Adafactor:
     # its step is relative, at most 1/√t of the point's RMS, so any lr from 1 up steps alike:
     # 1 (the quadratic's fewest, 332 steps; none reaches Rosenbrock's tolerance), and on the
-    # saddle Adam's 0.05.
+    # saddle Adam's 0.05. L-BFGS: its default, 1, the fewest steps on each over {1, 0.5, 0.2,
+    # 0.1} (its line search sets each step's length from there).
     lrs: dict[str, float]
 
 
@@ -67,7 +69,7 @@ LANDSCAPES = {
         lrs={"SGD": 0.4, "Momentum": 0.05, "Nesterov": 0.05, "Adagrad": 1.0, "RMSprop": 0.05,
              "Adadelta": 50.0, "Adam": 0.2, "AMSGrad": 0.2, "Adamax": 0.3, "NAdam": 0.2,
              "Lion": 0.1, "ADOPT": 2.0, "AdEMAMix": 1.0, "LAMB": 0.1, "Schedule-Free": 2.0,
-             "Adafactor": 1.0},
+             "Adafactor": 1.0, "L-BFGS": 1.0},
     ),
     "rosenbrock": Landscape(
         "rosenbrock", "Rosenbrock: f(x, y) = (1 − x)² + 100 (y − x²)²",
@@ -77,7 +79,7 @@ LANDSCAPES = {
         lrs={"SGD": 1e-3, "Momentum": 2e-4, "Nesterov": 2e-4, "Adagrad": 0.5, "RMSprop": 1e-3,
              "Adadelta": 1.0, "Adam": 5e-2, "AMSGrad": 5e-2, "Adamax": 0.1, "NAdam": 2e-2,
              "Lion": 1e-2, "ADOPT": 2.0, "AdEMAMix": 1.0, "LAMB": 2e-2, "Schedule-Free": 0.5,
-             "Adafactor": 1.0},
+             "Adafactor": 1.0, "L-BFGS": 1.0},
     ),
     "saddle": Landscape(
         "saddle", "saddle: f(x, y) = x² − y²",
@@ -87,7 +89,7 @@ LANDSCAPES = {
         lrs={"SGD": 0.05, "Momentum": 0.01, "Nesterov": 0.01, "Adagrad": 0.5, "RMSprop": 0.01,
              "Adadelta": 50.0, "Adam": 0.05, "AMSGrad": 0.05, "Adamax": 0.05, "NAdam": 0.05,
              "Lion": 0.05, "ADOPT": 0.05, "AdEMAMix": 0.05, "LAMB": 0.05, "Schedule-Free": 0.05,
-             "Adafactor": 0.05},
+             "Adafactor": 0.05, "L-BFGS": 1.0},
     ),
 }
 
@@ -106,13 +108,13 @@ def descend(land: Landscape, label: str, max_steps: int | None = None) -> Run:
     x0, x1, y0, y1 = land.box
     margin = max(x1 - x0, y1 - y0)
     path, reached = [p.copy()], None
-    for step in range(1, (max_steps or land.max_steps) + 1):
-        opt.step([land.grad(p)])
+    for k in range(1, (max_steps or land.max_steps) + 1):
+        step(opt, lambda: (float(land.f(*p)), [land.grad(p)]))
         with evaluating(opt):  # the path is the points the model would be evaluated at
             point = p.copy()
         path.append(point)
         if land.done(float(land.f(*point))):
-            reached = step
+            reached = k
             break
         if not (np.isfinite(point).all() and x0 - margin < point[0] < x1 + margin
                 and y0 - margin < point[1] < y1 + margin):
