@@ -64,6 +64,12 @@ def grad_norm(grads: Sequence[np.ndarray], norm_type: float = 2.0) -> float:
     return total_norm(_tables(grads, writable=False), kind, of_grads=False)
 
 
+def abs_max(v: np.ndarray) -> Any:
+    """max |v| in v's dtype (NaN if any element is), in one compiled pass without a
+    temporary (torch's ``v.abs().max()``)."""
+    return v.dtype.type(grad_norm([v], math.inf))
+
+
 def clip_grad_norm_(
     grads: Sequence[np.ndarray],
     max_norm: float,

@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._kernels import kernels
+from .clip import abs_max
 from .line_search import strong_wolfe
 
 LINE_SEARCHES = (None, "strong_wolfe")
@@ -131,7 +133,6 @@ class FlatParams:
         self.offsets = np.cumsum([0, *self.sizes]).tolist()
         self.n = self.offsets[-1]
         self.grad = np.empty(self.n, dtype)
-        self._scratch = np.empty(self.n, dtype)
         self._evaluate = evaluate
 
     def pieces(self, flat: np.ndarray) -> list[np.ndarray]:
@@ -144,9 +145,13 @@ class FlatParams:
         return self._evaluate(self.grad)
 
     def add(self, t: Any, d: np.ndarray) -> None:
-        np.multiply(d, t, out=self._scratch)
-        for a, piece in zip(self.arrays, self.pieces(self._scratch)):
-            np.add(a, piece, out=a)
+        """x ← x + t·d, t and each product rounded in x's dtype (as torch's ``add_`` with
+        ``alpha``), one pass per parameter."""
+        for a, piece in zip(self.arrays, self.pieces(d)):
+            if a.flags.c_contiguous:
+                kernels.axpy_dot(a, t, piece)
+            else:  # a tensor's strided view (fastopt.torch): the same rounding, in NumPy
+                a += piece * a.dtype.type(t)
 
     def save(self, into: np.ndarray) -> None:
         for a, piece in zip(self.arrays, self.pieces(into)):
@@ -158,18 +163,23 @@ class FlatParams:
 
 
 def _direction(memory: Memory, g: np.ndarray) -> np.ndarray:
-    """The two-loop recursion: -H g for L-BFGS's inverse-Hessian estimate H."""
-    al = memory.al
+    """The two-loop recursion: -H g for L-BFGS's inverse-Hessian estimate H. Each round is one
+    pass (:func:`~fastopt._kernels.kernels.axpy_dot`): its update, and the dot product the next
+    round needs, taken in double and rounded to g's dtype as torch's dot product is."""
+    al, ro = memory.al, memory.ro
     assert al is not None
+    s, y = memory.old_stps, memory.old_dirs
+    k, rounded = len(s), g.dtype.type
     q = np.negative(g)
-    scaled = np.empty_like(q)
-    for i in range(len(memory.old_dirs) - 1, -1, -1):
-        al[i] = np.dot(memory.old_stps[i], q) * memory.ro[i]
-        q -= np.multiply(memory.old_dirs[i], al[i], out=scaled)
+    dot = kernels.axpy_dot(q, 0.0, None, s[-1]) if k else 0.0
+    for i in range(k - 1, -1, -1):
+        al[i] = rounded(dot) * ro[i]
+        dot = kernels.axpy_dot(q, -al[i], y[i], s[i - 1] if i else None)
     r = np.multiply(q, memory.H_diag, out=q)
-    for i in range(len(memory.old_dirs)):
-        be_i = np.dot(memory.old_dirs[i], r) * memory.ro[i]
-        r += np.multiply(memory.old_stps[i], al[i] - be_i, out=scaled)
+    dot = kernels.axpy_dot(r, 0.0, None, y[0]) if k else 0.0
+    for i in range(k):
+        be_i = rounded(dot) * ro[i]
+        dot = kernels.axpy_dot(r, al[i] - be_i, s[i], y[i + 1] if i + 1 < k else None)
     return r
 
 
@@ -185,7 +195,7 @@ def lbfgs_step(flat: FlatParams, memory: Memory, *, lr: float, max_iter: int, ma
     evals = 1
     m.func_evals += 1
     g = flat.grad
-    done = bool(np.max(np.abs(g)) <= tolerance_grad)
+    done = bool(abs_max(g) <= tolerance_grad)
     if done:
         return first_loss, m
     m.started = True
@@ -231,19 +241,19 @@ def lbfgs_step(flat: FlatParams, memory: Memory, *, lr: float, max_iter: int, ma
             loss, g, m.t, used = strong_wolfe(along, m.t, m.d, loss, g, gtd,
                                               max_ls=max_eval - evals)
             flat.add(m.t, m.d)
-            done = bool(np.max(np.abs(g)) <= tolerance_grad)
+            done = bool(abs_max(g) <= tolerance_grad)
         else:
             flat.add(m.t, m.d)
             if it != max_iter:  # the last iteration's point is evaluated by the next step
                 loss = flat.evaluate()
                 g = flat.grad
-                done = bool(np.max(np.abs(g)) <= tolerance_grad)
+                done = bool(abs_max(g) <= tolerance_grad)
                 used = 1
         evals += used
         m.func_evals += used
         if it == max_iter or evals >= max_eval or done:
             break
-        if np.max(np.abs(np.multiply(m.d, m.t))) <= tolerance_change:
+        if abs_max(m.d) * abs(m.t) <= tolerance_change:  # max |d·t|: rounding is monotonic
             break
         if abs(loss - m.prev_loss) < tolerance_change:
             break

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .clip import abs_max
+
 # obj(t) evaluates the objective at x + t d and returns (loss, a fresh copy of its gradient).
 Objective = Callable[[Any], tuple[float, np.ndarray]]
 
@@ -43,7 +45,7 @@ def strong_wolfe(obj: Objective, t: Any, d: np.ndarray, f: float, g: np.ndarray,
                  max_ls: int = 25) -> tuple[float, np.ndarray, Any, int]:
     """A step length t along ``d`` meeting the strong Wolfe conditions (or the best point
     found within ``max_ls`` evaluations): returns (loss, gradient, t, evaluations)."""
-    d_norm = np.max(np.abs(d))
+    d_norm = abs_max(d)
     g = g.copy()
     f_new, g_new = obj(t)
     evals = 1

@@ -478,6 +478,25 @@ class GradStream:
 # --------------------------------------------------------------------------------------------
 
 
+def in_every_simd_variant(tmp_path, script: str, *args: str) -> list:
+    """``script`` run in a process per SIMD variant this CPU runs (FASTOPT_SIMD chooses it),
+    with the path of the .npy/.npz file it writes, then ``args``: what each wrote, loaded."""
+    import os
+    import subprocess
+    import sys
+
+    from fastopt._kernels import built_variants, kernels
+
+    outputs = []
+    for variant in [v for v in kernels.cpu_variants() if v in built_variants()]:
+        out = tmp_path / f"{variant}.npz"
+        subprocess.run([sys.executable, "-c", script, str(out), *args], check=True,
+                       timeout=120, cwd=tmp_path,  # the installed fastopt, not a source tree
+                       env={**os.environ, "FASTOPT_SIMD": variant})
+        outputs.append(np.load(out))
+    return outputs
+
+
 def snapshot(arrays):
     """Copies of ``arrays`` (and of the pairs of arrays of row-sparse gradients)."""
     return [tuple(snapshot(a)) if isinstance(a, tuple) else np.array(a, copy=True)

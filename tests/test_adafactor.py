@@ -2,10 +2,6 @@
 every option and shape kind; bitwise the same for any thread count and SIMD variant; state
 dicts; bad input with nothing modified. (torch.optim.Adafactor: test_adafactor_torch.py.)"""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -13,7 +9,7 @@ import fastopt
 from fastopt._kernels import built_variants, kernels
 from fastopt.reference import adafactor as reference_adafactor
 
-from conftest import assert_arrays_equal, assert_close, snapshot
+from conftest import assert_arrays_equal, assert_close, in_every_simd_variant, snapshot
 
 DEFAULTS = {"lr": 1e-2, "beta2_decay": -0.8, "eps": (None, 1e-3), "d": 1.0,
             "weight_decay": 0.0, "maximize": False}
@@ -115,13 +111,7 @@ np.savez(sys.argv[1], *params)
 @pytest.mark.skipif(len([v for v in kernels.cpu_variants() if v in built_variants()]) < 2,
                     reason="one SIMD variant runs on this CPU")
 def test_bitwise_for_every_simd_variant(tmp_path):
-    outputs = []
-    for variant in [v for v in kernels.cpu_variants() if v in built_variants()]:
-        out = tmp_path / f"{variant}.npz"
-        subprocess.run([sys.executable, "-c", SIMD_SCRIPT, str(out)], check=True, timeout=120,
-                       cwd=tmp_path,  # the installed fastopt, not a source tree beside it
-                       env={**os.environ, "FASTOPT_SIMD": variant})
-        outputs.append(np.load(out))
+    outputs = in_every_simd_variant(tmp_path, SIMD_SCRIPT)
     for other in outputs[1:]:
         for key in outputs[0].files:
             assert_arrays_equal([other[key]], [outputs[0][key]], key)

@@ -1,10 +1,17 @@
-"""fastopt.LBFGS over NumPy arrays, without torch: convergence, state dicts, bad input.
-(Against torch.optim.LBFGS: tests/test_lbfgs_torch.py.)"""
+"""fastopt.LBFGS over NumPy arrays, without torch: convergence, state dicts, bad input, and its
+compiled passes bitwise the same for any thread count and SIMD variant. (Against
+torch.optim.LBFGS: tests/test_lbfgs_torch.py.)"""
+
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastopt
+from fastopt._kernels import built_variants, kernels
+
+from conftest import in_every_simd_variant
 
 
 def quadratic(dtype, n=6, seed=0):
@@ -161,3 +168,92 @@ def test_bad_state_dicts_change_nothing():
         now = opt.state_dict()
         assert now["param_groups"] == good["param_groups"]
         np.testing.assert_array_equal(now["state"][0]["d"], good["state"][0]["d"])
+
+
+# --------------------------------------------------------------------------------------------
+# The two-loop recursion's passes (kernels.axpy_dot): NumPy's rounding, sums in double, and
+# bitwise the same for any thread count and SIMD variant
+# --------------------------------------------------------------------------------------------
+
+LARGE = 100_003  # several pieces, past the serial threshold: the passes run in parallel
+
+
+def separable(n, dtype, seed=0):
+    """A diagonal quadratic ½ Σ aᵢ(xᵢ − 1)² of ``n`` elements and a closure over it."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(1, 3, n).astype(dtype)
+    x = rng.standard_normal(n).astype(dtype)
+
+    def closure():
+        g = a * (x - 1)
+        return float(0.5 * np.dot(g, x - 1)), [g]
+    return x, closure
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_axpy_dot_rounds_as_numpy_and_sums_in_double(dtype):
+    rng = np.random.default_rng(1)
+    x, y, s = (rng.standard_normal(LARGE).astype(dtype) for _ in range(3))
+    alpha = dtype(-0.37)
+    expected = x + alpha * y
+    dot = kernels.axpy_dot(x, alpha, y, s)
+    np.testing.assert_array_equal(x, expected)
+    exact = math.fsum(np.asarray(s, np.float64) * np.asarray(expected, np.float64))
+    assert abs(dot - exact) <= 1e-13 * np.sum(np.abs(s.astype(np.float64) * expected))
+    assert kernels.axpy_dot(x, 2.0, None, s) == dot  # without y: the dot product alone
+    np.testing.assert_array_equal(x, expected)
+    assert kernels.axpy_dot(x, 1.0, y) == 0.0  # without s: the update alone
+
+
+def test_axpy_dot_refuses_bad_arrays_and_changes_nothing():
+    x, y = np.ones(10, np.float32), np.ones(10, np.float32)
+    for bad in (np.ones(9, np.float32), np.ones(10), np.ones(20, np.float32)[::2]):
+        with pytest.raises(ValueError):
+            kernels.axpy_dot(x, 1.0, bad)
+        with pytest.raises(ValueError):
+            kernels.axpy_dot(x, 1.0, y, bad)
+    read_only = np.ones(10, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        kernels.axpy_dot(read_only, 1.0, y)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        kernels.axpy_dot(np.ones(10, np.float16), 1.0)
+    np.testing.assert_array_equal(x, 1)
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_bitwise_for_any_thread_count(restore_threads, line_search_fn):
+    results = []
+    for threads in (1, 2, 3):
+        fastopt.set_num_threads(threads)
+        x, closure = separable(LARGE, np.float32)
+        opt = fastopt.LBFGS([x], lr=0.5, history_size=4, line_search_fn=line_search_fn,
+                            max_iter=6)
+        for _ in range(3):
+            opt.step(closure)
+        results.append(x)
+    assert len(opt.memory.old_dirs) == 4  # the history filled: every round ran
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+SIMD_SCRIPT = r"""
+import sys
+import numpy as np
+import fastopt
+sys.path.insert(0, sys.argv[2])
+from test_lbfgs import LARGE, separable
+x, closure = separable(LARGE, np.float32)
+opt = fastopt.LBFGS([x], lr=0.5, history_size=4, max_iter=6, line_search_fn="strong_wolfe")
+for _ in range(3):
+    opt.step(closure)
+np.savez(sys.argv[1], x)
+"""
+
+
+@pytest.mark.skipif(len([v for v in kernels.cpu_variants() if v in built_variants()]) < 2,
+                    reason="one SIMD variant runs on this CPU")
+def test_bitwise_for_every_simd_variant(tmp_path):
+    outputs = in_every_simd_variant(tmp_path, SIMD_SCRIPT, str(Path(__file__).parent))
+    for other in outputs[1:]:
+        np.testing.assert_array_equal(other["arr_0"], outputs[0]["arr_0"])

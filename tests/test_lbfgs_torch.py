@@ -1,8 +1,8 @@
 """fastopt.torch.LBFGS and fastopt.LBFGS against torch.optim.LBFGS (torch 2.13).
 
-fastopt computes L-BFGS's dot products and sums with NumPy's BLAS, in another order than
-torch's, and its axpys round twice where torch fuses the multiply-add: results differ in the
-last bits per operation. Across many steps L-BFGS turns those bits into different line-search
+fastopt takes the two-loop recursion's dot products in double (the rest with NumPy's BLAS),
+in another order than torch's, and its axpys round twice where torch may fuse the
+multiply-add: results differ in the last bits per operation. Across many steps L-BFGS turns those bits into different line-search
 choices on non-convex problems (the MLP's float64 trajectories part after a few steps), so
 whole trajectories are compared on Rosenbrock in float64, and every configuration is compared
 step by step from torch's state: both step from the same parameters and the same (loaded)
@@ -266,3 +266,56 @@ def test_refuses_what_it_cannot_step():
         fastopt.torch.LBFGS([torch.zeros(3, dtype=torch.float16)])
     with pytest.raises(TypeError, match="dtype"):
         fastopt.torch.LBFGS([torch.zeros(3), torch.zeros(3, dtype=torch.float64)])
+
+
+def test_a_strided_parameter_steps_as_a_contiguous_one_does_in_torch():
+    """A parameter that is a transposed view (not C-contiguous, which torch's own LBFGS
+    cannot view flat) is updated in place, as torch updates a contiguous copy."""
+    torch.manual_seed(0)
+    base = torch.randn(4, 3, dtype=torch.float64)
+    ours = torch.nn.Parameter(base.t())
+    theirs = torch.nn.Parameter(base.t().contiguous())
+    assert not ours.is_contiguous()
+    start = theirs.detach().clone()
+    weights = torch.linspace(-1, 1, 4, dtype=torch.float64)
+
+    def loss_of(w):
+        return lambda: ((torch.tanh(w) @ weights - 1) ** 2).sum()
+    ref = torch.optim.LBFGS([theirs], max_iter=5)
+    opt = fastopt.torch.LBFGS([ours], max_iter=5)
+    for _ in range(10):
+        ref.step(closure_of(ref, loss_of(theirs)))
+        opt.step(closure_of(opt, loss_of(ours)))
+        torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-9, atol=1e-12)
+    assert (ours.detach() - start).abs().max() > 0.1  # it moved
+
+
+def test_under_a_schedule_as_torchs():
+    """fastopt.LBFGS under fastopt.lr_scheduler, and fastopt.torch.LBFGS under torch's, follow
+    torch.optim.LBFGS under torch's schedule (a step reads the group's lr as it is then), on a
+    convex quadratic, where the trajectories cannot part."""
+    from fastopt import lr_scheduler
+
+    generator = torch.Generator().manual_seed(0)
+    m = torch.randn(6, 6, dtype=torch.float64, generator=generator)
+    a, b = m @ m.T + torch.eye(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+
+    def quadratic():
+        x = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+        return [x], lambda: 0.5 * x @ a @ x - b @ x
+    kw = dict(lr=0.2, max_iter=3, history_size=3)
+    (theirs, loss_t), (ours, loss_o), (viaa, loss_n) = quadratic(), quadratic(), quadratic()
+    ref, opt = torch.optim.LBFGS(theirs, **kw), fastopt.torch.LBFGS(ours, **kw)
+    numpy_front = NumpyFront(viaa, loss_n, **kw)
+    schedules = [torch.optim.lr_scheduler.StepLR(ref, step_size=5, gamma=0.5),
+                 torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5),
+                 lr_scheduler.StepLR(numpy_front.opt, step_size=5, gamma=0.5)]
+    for _ in range(30):
+        ref.step(closure_of(ref, loss_t))
+        opt.step(closure_of(opt, loss_o))
+        numpy_front.step()
+        for schedule in schedules:
+            schedule.step()
+        torch.testing.assert_close(flat(ours), flat(theirs), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(flat(viaa), flat(theirs), rtol=1e-12, atol=1e-14)
+    assert numpy_front.opt.param_groups[0]["lr"] == ref.param_groups[0]["lr"] == 0.2 * 0.5**6

@@ -199,11 +199,12 @@ cdef double vector_moments(const floating* p, const floating* g, floating* v, Py
     return total
 
 
-cdef inline char* contiguous(object a, str name, object dtype, Py_ssize_t size) except NULL:
+cdef inline char* contiguous(object a, str name, object dtype, Py_ssize_t size,
+                             bint writable=True) except NULL:
     cdef cnp.ndarray array = <cnp.ndarray?>a
     if array.dtype != dtype or not array.flags.c_contiguous or array.size != size:
         raise ValueError(f"{name}: expected a C-contiguous {dtype} array of {size} elements")
-    if not array.flags.writeable and name != "grad":
+    if writable and not array.flags.writeable:
         raise ValueError(f"{name}: expected a writable array")
     return <char*>cnp.PyArray_DATA(array)
 
@@ -217,7 +218,7 @@ def adafactor_moments(p, grad, state, double weight, Py_ssize_t batch, Py_ssize_
     cdef Py_ssize_t n = p.size, ncols, pieces = (p.size + FACTOR_PIECE - 1) // FACTOR_PIECE
     cdef object dtype = p.dtype
     cdef char* pp = contiguous(p, "param", dtype, n)
-    cdef char* gp = contiguous(grad, "grad", dtype, n)
+    cdef char* gp = contiguous(grad, "grad", dtype, n, False)
     cdef char* rows
     cdef char* cols
     cdef char* vp
@@ -271,7 +272,7 @@ def adafactor_update(p, grad, state, double eps1_sq, bint apply, double decay=1.
     cdef Py_ssize_t pieces = (n + FACTOR_PIECE - 1) // FACTOR_PIECE
     cdef object dtype = p.dtype
     cdef char* pp = contiguous(p, "param", dtype, n)
-    cdef char* gp = contiguous(grad, "grad", dtype, n)
+    cdef char* gp = contiguous(grad, "grad", dtype, n, False)
     cdef char* vp = NULL
     cdef char* rows = NULL
     cdef char* cols = NULL

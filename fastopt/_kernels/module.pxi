@@ -6,7 +6,8 @@ The segment table and the driver (``segments.pxi``): pieces, one parallel region
 deterministic reduction pass; the thread policy (``threads.pxi``); element-wise pieces several
 rules share (``elementwise.pxi``); each rule's kernel (``rules/<name>.pxi``, gathered with
 their glue in ``rules.pxi``, which setup.py generates); gradient norms and clipping
-(``norms.pxi``), Adafactor's factored passes (``factored.pxi``), the roofline probe
+(``norms.pxi``), Adafactor's factored passes (``factored.pxi``), L-BFGS's passes over its
+vectors (``vectors.pxi``), the roofline probe
 (``probe.pxi``), the benchmark's plain loops (``plain.pxi``); storage types other than the
 compute type, and rounding to bfloat16 for Muon's matrix products (``staging.pxi``), and the
 loops that convert as they go where a rule has one (``direct.pxi``); which
@@ -34,6 +35,7 @@ include "elementwise.pxi"
 include "rules.pxi"
 include "norms.pxi"
 include "factored.pxi"
+include "vectors.pxi"
 include "probe.pxi"
 include "plain.pxi"
 

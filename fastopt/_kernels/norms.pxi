@@ -19,21 +19,38 @@ ctypedef struct NormArgs:
     bint of_grads     # the gradients' norm, else the norm of the table's own arrays
 
 
-cdef double piece_norm(const floating* x, Py_ssize_t n, int kind) noexcept nogil:
+cdef double piece_dot(const floating* a, const floating* b, Py_ssize_t n) noexcept nogil:
+    """Σ a·b over one piece: element i into lane i % LANES, in double, lanes summed in order."""
     cdef double lanes[LANES]
-    cdef double v, total
-    cdef bint maximum = kind == MAXIMUM
+    cdef double total
     cdef Py_ssize_t i, j, block, blocks = n // LANES
     for j in range(LANES):
         lanes[j] = 0.0
     for block in range(blocks):
         for j in range(LANES):
-            v = x[block * LANES + j]
-            lanes[j] = combine(lanes[j], v * v if kind == SQUARES else fabs(v), maximum)
+            lanes[j] += <double>a[block * LANES + j] * <double>b[block * LANES + j]
     for i in range(blocks * LANES, n):
-        v = x[i]
-        j = i - blocks * LANES
-        lanes[j] = combine(lanes[j], v * v if kind == SQUARES else fabs(v), maximum)
+        lanes[i - blocks * LANES] += <double>a[i] * <double>b[i]
+    total = lanes[0]
+    for j in range(1, LANES):
+        total += lanes[j]
+    return total
+
+
+cdef double piece_norm(const floating* x, Py_ssize_t n, int kind) noexcept nogil:
+    cdef double lanes[LANES]
+    cdef double total
+    cdef bint maximum = kind == MAXIMUM
+    cdef Py_ssize_t i, j, block, blocks = n // LANES
+    if kind == SQUARES:
+        return piece_dot(x, x, n)
+    for j in range(LANES):
+        lanes[j] = 0.0
+    for block in range(blocks):
+        for j in range(LANES):
+            lanes[j] = combine(lanes[j], fabs(x[block * LANES + j]), maximum)
+    for i in range(blocks * LANES, n):
+        lanes[i - blocks * LANES] = combine(lanes[i - blocks * LANES], fabs(x[i]), maximum)
     total = lanes[0]
     for j in range(1, LANES):
         total = combine(total, lanes[j], maximum)

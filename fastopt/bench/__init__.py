@@ -23,7 +23,8 @@ Ratios are medians of per-round ratios (the contenders run back to back in each 
 correctness column gives the largest deviation of fastopt from the reference after a few
 steps, relative to the largest reference value (0 means bitwise equal). Every optimizer, its
 hyper-parameters and its torch counterpart come from :mod:`fastopt.rules`
-(:mod:`.optimizers`); the tables and the plot are :mod:`.report`'s, the command line
+(:mod:`.optimizers`), but for the two rules outside the engine, Adafactor and L-BFGS, whose
+cases :mod:`.outside` builds; the tables and the plot are :mod:`.report`'s, the command line
 :mod:`.cli`'s.
 """
 

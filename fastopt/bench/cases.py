@@ -24,7 +24,7 @@ from fastopt.rules import RULES
 
 from .optimizers import ACCESS, OPTIONS, case_shape, torch_class
 from .plain import plain_step
-from .timing import measure, medians, ratio
+from .timing import Times, measure, medians, ratio
 from .trust import spread
 
 CHECK_STEPS = 5
@@ -36,7 +36,7 @@ class Result:
     dtype: str
     size: int
     fastopt_s: float
-    numpy_s: float
+    numpy_s: float | None         # fastopt.reference's step; None where there is none (L-BFGS)
     torch_s: float | None
     torch_path: str | None
     roofline_s: float
@@ -45,14 +45,14 @@ class Result:
     gelem_per_s: float
     gb_per_s: float
     roofline_fraction: float
-    speedup_numpy: float
+    speedup_numpy: float | None
     speedup_torch: float | None
     plain_ratio: float | None     # fastopt's time / the plain loop's (1.1: 10% slower)
     spread: float                 # of fastopt's rounds: (max − min) / median
     others_cores: float | None    # other processes' load while measured, in cores
     doubts: str                   # codes of trust.CODES that still apply ('' : none)
     attempts: int                 # measurements taken (more than one: the first in doubt)
-    max_rel_deviation: float
+    max_rel_deviation: float | None  # None: no reference to compare with here
 
 
 def made(module: Any, name: str, params: list[Any]) -> Any:
@@ -84,7 +84,7 @@ def torch_step(name: str, param: np.ndarray,
     import torch
 
     p = torch.from_numpy(param.copy()).requires_grad_()
-    if RULES[name].gradient == "rows":
+    if name in RULES and RULES[name].gradient == "rows":
         indices = torch.arange(grad.size)[None]
         p.grad = torch.sparse_coo_tensor(indices, torch.from_numpy(grad.copy()), p.shape)
     else:
@@ -107,8 +107,13 @@ def max_rel_deviation(name: str, param: np.ndarray, grads: list[np.ndarray]) -> 
     for g in grads:
         opt.step([taken(name, g)])
         ref.step([taken(name, g)])
-    scale = float(np.max(np.abs(ref_param))) or 1.0
-    return float(np.max(np.abs(mine.astype(np.float64) - ref_param))) / scale
+    return relative_deviation(mine, ref_param)
+
+
+def relative_deviation(mine: np.ndarray, theirs: np.ndarray) -> float:
+    """max |mine − theirs| / max |theirs| (over 1 where ``theirs`` is all zeros)."""
+    scale = float(np.max(np.abs(theirs))) or 1.0
+    return float(np.max(np.abs(mine.astype(np.float64) - theirs))) / scale
 
 
 def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) -> Result:
@@ -147,27 +152,38 @@ def run_case(name: str, dtype: np.dtype, size: int, rounds: int, budget: float) 
             contenders[("plain", threads)] = plain
     times, others, codes, attempts = measure(contenders, rounds, budget,
                                              roofline=("roofline", "fastopt"))
+    return summarise(name, np.dtype(dtype), size, times, others, codes, attempts, deviation,
+                     torch_run[1] if torch_run else None, reads + writes)
+
+
+def summarise(name: str, dtype: np.dtype, size: int, times: Times, others: float | None,
+              codes: str, attempts: int, deviation: float | None, torch_path: str | None,
+              transfers: int, probe_transfers: int | None = None) -> Result:
+    """A case's :class:`Result` from its measurement (:func:`.timing.measure`): contenders
+    "fastopt" and "roofline", and where they ran "numpy", "torch" and ("plain", threads).
+    ``transfers``: the arrays of ``size`` elements a step reads and writes; the probe moved
+    ``probe_transfers`` (default: as many), and its time is scaled by the ratio."""
     t = medians(times)
+    scale = transfers / (probe_transfers or transfers)
     plain_key = min((k for k in times if isinstance(k, tuple)), key=t.__getitem__, default=None)
-    nbytes = (reads + writes) * np.dtype(dtype).itemsize * size
+    nbytes = transfers * dtype.itemsize * size
     return Result(
         optimizer=name,
-        dtype=np.dtype(dtype).name,
+        dtype=dtype.name,
         size=size,
         fastopt_s=t["fastopt"],
-        numpy_s=t["numpy"],
+        numpy_s=t.get("numpy"),
         torch_s=t.get("torch"),
-        torch_path=torch_run[1] if torch_run else None,
-        roofline_s=t["roofline"],
+        torch_path=torch_path,
+        roofline_s=t["roofline"] * scale,
         gelem_per_s=size / t["fastopt"] / 1e9,
         gb_per_s=nbytes / t["fastopt"] / 1e9,
-        roofline_fraction=ratio(times, "roofline", "fastopt"),
-        speedup_numpy=ratio(times, "numpy", "fastopt"),
-        speedup_torch=ratio(times, "torch", "fastopt") if torch_run else None,
+        roofline_fraction=ratio(times, "roofline", "fastopt") * scale,
+        speedup_numpy=ratio(times, "numpy", "fastopt") if "numpy" in times else None,
+        speedup_torch=ratio(times, "torch", "fastopt") if "torch" in times else None,
         plain_s=t[plain_key] if plain_key else None,
         plain_threads=plain_key[1] if plain_key else None,
         plain_ratio=ratio(times, "fastopt", plain_key) if plain_key else None,
         spread=spread(times["fastopt"]), others_cores=others, doubts=codes, attempts=attempts,
         max_rel_deviation=deviation,
     )
-

@@ -22,7 +22,8 @@ import fastopt
 
 from .cases import run_case
 from .model_shaped import run_model
-from .optimizers import NAMES
+from .optimizers import NAMES, OUTSIDE
+from .outside import outside_case
 from ..rules import RULES
 from .report import format_model_table, format_table, format_torch_table, plot
 from .trust import machine_note, others_busy, snapshot
@@ -99,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     before = snapshot()
     for k, (name, dtype, size) in enumerate(cases, 1):
         progress(f"[{k}/{len(cases)}] {name} {dtype} {size:,}", start)
-        results.append(run_case(name, np.dtype(dtype), size, rounds, args.budget))
+        case = outside_case if name in OUTSIDE else run_case
+        results.append(case(name, np.dtype(dtype), size, rounds, args.budget))
     # The model-shaped and torch training steps are over a model's tensors with dense
-    # gradients: a rule of matrices (Muon) and one of row-sparse gradients (SparseAdam) sit out.
+    # gradients: a rule of matrices (Muon), one of row-sparse gradients (SparseAdam) and the
+    # rules outside the engine sit out.
     of_models = [n for n in args.optimizers
-                 if RULES[n].matrix is None and RULES[n].gradient == "dense"]
+                 if n in RULES and RULES[n].matrix is None and RULES[n].gradient == "dense"]
     models = []
     if args.model and not args.quick:
         for name in of_models:
@@ -152,4 +155,5 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(payload)
     if args.plot:
         plot(results, args.plot)
-    return 0 if all(math.isfinite(r.max_rel_deviation) for r in results) else 1
+    return 0 if all(r.max_rel_deviation is None or math.isfinite(r.max_rel_deviation)
+                    for r in results) else 1

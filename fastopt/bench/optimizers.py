@@ -7,7 +7,8 @@ arrays and the GB/s column), and its ``torch_name`` the class it is compared wit
 (:func:`torch_class`; a rule torch lacks shows '-' in the torch columns). A rule of matrices
 (Muon) steps each case's elements as one wide matrix (:func:`case_shape`) and is left out of
 the model-shaped and torch training steps, whose tensors are not all matrices; so is a rule of
-row-sparse gradients (SparseAdam), as their gradients are dense.
+row-sparse gradients (SparseAdam), as their gradients are dense; so are the rules outside
+the engine (:data:`OUTSIDE`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from typing import Any
 
 from ..rules import RULES
 
-NAMES: tuple[str, ...] = tuple(RULES)
+# The two rules outside the engine (:mod:`.outside`: Adafactor's factored second moment,
+# L-BFGS's closure and history) and their benchmark options: L-BFGS one iteration a step,
+# without line search, over 10 curvature pairs (SciPy's default; torch's 100 would hold 200
+# vectors), at a rate that keeps the benchmark's quadratic from converging in its warm-up.
+OUTSIDE: dict[str, dict[str, Any]] = {
+    "Adafactor": {}, "LBFGS": {"lr": 0.1, "max_iter": 1, "history_size": 10}}
+NAMES: tuple[str, ...] = (*RULES, *OUTSIDE)
 # Hyper-parameters benchmarked (otherwise the defaults): the configurations people run.
-OPTIONS: dict[str, dict[str, Any]] = {name: dict(rule.bench) for name, rule in RULES.items()}
+OPTIONS: dict[str, dict[str, Any]] = {
+    **{name: dict(rule.bench) for name, rule in RULES.items()}, **OUTSIDE}
 # Arrays a step reads and writes per element with those hyper-parameters: (reads, writes).
 # Every optimizer reads the parameter and the gradient and writes the parameter; the rest is
 # the state roles those hyper-parameters use (SGD's momentum_buffer only with momentum).
@@ -42,7 +50,7 @@ def case_shape(name: str, size: int) -> tuple[int, ...]:
 def torch_class(name: str) -> type | None:
     """``torch.optim``'s class for optimizer ``name``: None where torch is not installed or
     has no such rule."""
-    torch_name = RULES[name].torch_name
+    torch_name = RULES[name].torch_name if name in RULES else name  # OUTSIDE: torch's names
     if torch_name is None:
         return None
     try:

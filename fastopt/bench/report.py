@@ -48,9 +48,11 @@ def format_table(results: list[Result]) -> str:
             f"{100 * r.roofline_fraction:.0f}%",
             format_time(r.plain_s) if r.plain_s is not None else "-",
             f"{r.plain_ratio:.2f}" if r.plain_ratio is not None else "-",
-            f"{r.speedup_numpy:.1f}x",
+            f"{r.speedup_numpy:.1f}x" if r.speedup_numpy is not None else "-",
             f"{r.speedup_torch:.1f}x" if r.speedup_torch is not None else "-",
-            r.torch_path or "-", f"{r.max_rel_deviation:.1e}", r.doubts or "-",
+            r.torch_path or "-",
+            f"{r.max_rel_deviation:.1e}" if r.max_rel_deviation is not None else "-",
+            r.doubts or "-",
         ))
     return align(rows) + with_legend(r.doubts for r in results)
 
@@ -122,8 +124,9 @@ def plot(results: list[Result], path: str) -> None:
         for dtype in dict.fromkeys(r.dtype for r in mine):
             sel = [r for r in mine if r.dtype == dtype]
             sizes = [r.size for r in sel]
-            lines = [("fastopt", "o-", [r.fastopt_s for r in sel]),
-                     ("NumPy", "s--", [r.numpy_s for r in sel])]
+            lines = [("fastopt", "o-", [r.fastopt_s for r in sel])]
+            if all(r.numpy_s for r in sel):
+                lines.append(("NumPy", "s--", [r.numpy_s for r in sel]))
             if all(r.torch_s for r in sel):
                 lines.append(("torch", "^:", [r.torch_s for r in sel]))
             for label, style, seconds in lines:

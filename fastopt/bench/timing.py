@@ -62,10 +62,12 @@ def medians(times: Times) -> dict[Any, float]:
 
 
 def measure(contenders: dict[Any, Callable[[], Any]], rounds: int, budget: float,
-            roofline: tuple[Hashable, Hashable] | None = None) -> tuple[Times, float | None, str, int]:
+            roofline: tuple[Hashable, Hashable] | None = None,
+            scale: float = 1.0) -> tuple[Times, float | None, str, int]:
     """:func:`run_rounds`, again while the times are in doubt, at most
     :data:`~.trust.MEASURE_TRIES` times; ``roofline`` = (probe, step) names the contenders
-    whose ratio is a roofline share. Returns the times least in doubt (fewest codes, then the
+    whose ratio, times ``scale`` (the step's bytes over the probe's), is a roofline share.
+    Returns the times least in doubt (fewest codes, then the
     smallest spread of any contender's rounds), the other processes' load while they were
     taken (cores), their codes and how many measurements were taken."""
     best: tuple[tuple[int, float], Times, float | None, str] | None = None
@@ -75,7 +77,7 @@ def measure(contenders: dict[Any, Callable[[], Any]], rounds: int, budget: float
         before = snapshot()
         times = run_rounds(contenders, rounds, budget)
         others = others_busy(before, snapshot())
-        share = ratio(times, *roofline) if roofline else None
+        share = ratio(times, *roofline) * scale if roofline else None
         codes = doubts(times, share, others)
         rank = (len(codes), max(spread(samples) for samples in times.values()))
         if best is None or rank < best[0]:

@@ -1,5 +1,5 @@
 # An update computed elsewhere, added to the parameters: Muon's orthogonalised momentum
-# (fastopt.engine.matrix), L-BFGS's steps along its search direction (fastopt.lbfgs).
+# (fastopt.engine.matrix).
 
 ctypedef struct axpy_args:
     double decay          # the factor on p first (Muon's 1 − γλ; 1 for a plain axpy)
