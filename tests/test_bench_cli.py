@@ -155,13 +155,16 @@ def test_a_rule_torch_lacks_shows_dashes_in_the_torch_columns(monkeypatch):
     assert cells[-7:-1] == ["-"] * 6
 
 
-def test_a_rule_of_matrices_is_benchmarked_over_a_wide_matrix():
+def test_a_rule_of_matrices_is_benchmarked_over_a_wide_matrix_and_one_of_rows_over_a_table():
     import numpy as np
 
     assert optimizers.case_shape("Adam", 10**6) == (10**6,)
     assert optimizers.case_shape("Muon", 10**6) == (32, 31250)  # the largest divisor <= 32
     assert optimizers.case_shape("Muon", 1000) == (25, 40)
     assert optimizers.case_shape("Muon", 1009) == (1, 1009)  # a prime: one row
+    # a rule of row-sparse gradients: an embedding table, rows of at most 64 elements
+    assert optimizers.case_shape("SparseAdam", 10**7) == (156250, 64)
+    assert optimizers.case_shape("SparseAdam", 1000) == (20, 50)
     result = cases.run_case("Muon", np.dtype(np.float32), 1000, rounds=1, budget=0.001)
     assert result.max_rel_deviation == 0.0 and result.fastopt_s > 0 and result.size == 1000
     if importlib.util.find_spec("torch") is not None:
@@ -201,3 +204,16 @@ def test_the_model_shaped_and_torch_steps_leave_a_rule_of_sparse_gradients_out(t
     )
     assert "model-shaped Adam" in proc.stderr and "model-shaped SparseAdam" not in proc.stderr
     assert "torch training SparseAdam" not in proc.stderr
+
+
+@pytest.mark.parametrize("name, transfers", [("LAMB", 7 + 4), ("LARS", 5 + 2)])
+def test_a_rule_with_a_reduction_pass_counts_its_reads_twice(name, transfers):
+    import numpy as np
+
+    from fastopt.rules import RULES
+
+    reads, writes = optimizers.ACCESS[name]
+    assert reads + writes + RULES[name].norm_reads == transfers
+    result = cases.run_case(name, np.dtype(np.float32), 1000, rounds=1, budget=0.001)
+    assert result.gb_per_s == pytest.approx(result.gelem_per_s * 4 * transfers)
+    assert result.max_rel_deviation == 0.0

@@ -5,7 +5,8 @@ choices and default of ``--optimizers``), its ``bench`` hyper-parameters become 
 :data:`OPTIONS`, its state roles in use with them its :data:`ACCESS` (the roofline probe's
 arrays and the GB/s column), and its ``torch_name`` the class it is compared with
 (:func:`torch_class`; a rule torch lacks shows '-' in the torch columns). A rule of matrices
-(Muon) steps each case's elements as one wide matrix (:func:`case_shape`) and is left out of
+(Muon) steps each case's elements as one wide matrix, a rule of row-sparse gradients
+(SparseAdam) as an embedding table (:func:`case_shape`); both are left out of
 the model-shaped and torch training steps, whose tensors are not all matrices; so is a rule of
 row-sparse gradients (SparseAdam), as their gradients are dense; so are the rules outside
 the engine (:data:`OUTSIDE`).
@@ -37,11 +38,16 @@ ACCESS: dict[str, tuple[int, int]] = {
 
 
 def case_shape(name: str, size: int) -> tuple[int, ...]:
-    """The shape a case of ``size`` elements has: one flat tensor, or for a rule of matrices a
+    """The shape a case of ``size`` elements has: one flat tensor; for a rule of matrices a
     wide matrix of at most 32 rows (the largest such divisor of ``size``), so that the time
     of its element-wise passes shows beside that of its matrix products, which grows with the
-    rows squared times the columns."""
-    if RULES[name].matrix is None:
+    rows squared times the columns; for a rule of row-sparse gradients an embedding table of
+    rows of at most 64 elements (the largest such divisor), every row in each gradient."""
+    rule = RULES[name]
+    if rule.gradient == "rows":
+        width = max(k for k in range(1, 65) if size % k == 0)
+        return (size // width, width)
+    if rule.matrix is None:
         return (size,)
     rows = max(k for k in range(1, 33) if size % k == 0)
     return (rows, size // rows)

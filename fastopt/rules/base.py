@@ -153,9 +153,10 @@ class Rule:
       kernel's arguments for step ``t`` (``fresh``: the roles initialised for this step), all
       but ``grad_scale``, which the engine adds (negated where ``h.maximize``);
     - ``uses_step``: whether those arguments depend on ``t`` (the functional API takes it);
-    - ``per_tensor_norms``: whether a step reads norms of whole tensors (its kernel's
-      reduction pass: LAMB's and LARS's trust ratios), so that a rank holding part of a
-      tensor cannot step it alone;
+    - ``norm_reads``: for a rule whose step reads norms of whole tensors (its kernel's
+      reduction pass: LAMB's and LARS's trust ratios), the arrays that pass reads per element,
+      before the update pass reads them again; such a rule has ``per_tensor_norms``: a rank
+      holding part of a tensor cannot step it alone;
     - ``reference``: the name of its function in :mod:`fastopt.reference`;
     - ``source``: where the rule is defined (``torch.optim.Adam``); ``torch_name``: its class
       in ``torch.optim``, if torch has it;
@@ -188,7 +189,7 @@ class Rule:
     scalars: tuple[Scalar, ...] = ()
     counts_steps: bool = True
     uses_step: bool = True
-    per_tensor_norms: bool = False
+    norm_reads: int = 0
     requires: Callable[[Hypers], None] | None = None
     bench: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     progress: Callable[[Hypers], dict[str, Any]] | None = None
@@ -206,6 +207,10 @@ class Rule:
         object.__setattr__(self, "_role_index", {r.name: i for i, r in enumerate(self.roles)})
 
     # ------------------------------------------------------------------ hyper-parameters
+    @property
+    def per_tensor_norms(self) -> bool:
+        return self.norm_reads > 0
+
     @property
     def role_names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.roles)
@@ -307,8 +312,9 @@ class Rule:
         return -1.0 if getattr(h, "maximize", False) else 1.0
 
     def access(self, h: Hypers) -> tuple[int, int]:
-        """Arrays a step reads and writes per element: the parameter, the gradient (read
-        only) and each state role in use."""
+        """Arrays a step's update pass reads and writes per element: the parameter, the
+        gradient (read only) and each state role in use (a reduction pass reads
+        ``norm_reads`` more)."""
         roles = len(self.roles_used(h))
         return 2 + roles, 1 + roles
 

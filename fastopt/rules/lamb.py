@@ -87,7 +87,7 @@ rectify: s = γ rₜ / (1 − β₁ᵗ) with RAdam's rₜ; u = m / (√v + ε) o
     reference="lamb",
     source="pytorch_optimizer.Lamb (pytorch-optimizer 4.1.0)",
     requires=_requires,
-    per_tensor_norms=True,
+    norm_reads=4,  # ‖p‖ and ‖u‖: u needs the gradient and both moments
     bench={"weight_decay": 0.01},
 )
 

@@ -43,7 +43,7 @@ p ← p − γ g""",
     reference="lars",
     source="pytorch_optimizer.LARS (pytorch-optimizer 4.1.0)",
     counts_steps=False,
-    per_tensor_norms=True,
+    norm_reads=2,  # ‖p‖ and ‖g‖
     uses_step=False,
     bench={"weight_decay": 1e-4},
 )
