@@ -15,7 +15,8 @@ from fastopt.demos.common import OPTIMIZERS, require
 from fastopt.demos.data import DataError, load_mnist, parse_idx, read_idx
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-NEW_RULES = ("Lion", "ADOPT", "AdEMAMix", "LAMB", "Schedule-Free", "Adafactor", "L-BFGS")
+NEW_RULES = ("Lion", "ADOPT", "AdEMAMix", "LAMB", "Schedule-Free", "Adafactor", "L-BFGS", "Rprop",
+             "ASGD", "LARS", "Schedule-Free SGD", "SparseAdam", "Muon")
 
 
 def assert_png(path):
@@ -138,9 +139,9 @@ def test_cli(demo_deps, tmp_path, capsys):
     assert main(["demo", "--steps", "20"]) == 0  # the default stays the sine demo
     assert "20 steps" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_:
-        main(["demo", "digits", "--optimizers", "Adam,LARS", "--out", str(tmp_path)])
+        main(["demo", "digits", "--optimizers", "Adam,AdamW", "--out", str(tmp_path)])
     assert exit_.value.code == 2
-    assert "unknown ['LARS']" in capsys.readouterr().err
+    assert "unknown ['AdamW']" in capsys.readouterr().err
 
 
 def test_missing_optional_dependency_names_the_extra(monkeypatch):

@@ -9,6 +9,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 import fastopt
 from fastopt.optim.optimizer import has_modes
 
@@ -17,7 +19,7 @@ EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-le
 # Label -> (optimizer class, options other than lr). The order is the legends' and tables'.
 # Only these are shown: each has a learning rate tuned in every demo (landscapes.LANDSCAPES,
 # digits.LRS) and a colour of its own, and docs/gallery holds their committed output. A rule
-# without an entry (AdamW, LARS, Muon and the rest today) stays out of the demos, its name
+# without an entry (AdamW today: Adam with decoupled decay, Adam's path here) stays out of the demos, its name
 # refused by --optimizers as unknown, until it is given an entry, its learning rates and a
 # colour: run at its defaults it would add untuned rows to the gallery's tables. Every
 # optimizer steps its model's one flat buffer, so that LAMB's trust ratio and Adafactor's
@@ -25,6 +27,11 @@ EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-le
 # closure (:func:`step`); a step of it is one iteration (``max_iter=1``) with torch's
 # strong-Wolfe line search, which evaluates the model as often as it needs (a few times, where
 # the others take one gradient per step), and remembers the last 10 curvature pairs.
+# SparseAdam is given every row of the buffer (each element a row) as its row-sparse
+# gradient. Muon, a rule of matrices, sees the buffer as one 1 × n matrix: its orthogonalised
+# momentum is then the momentum's direction, normalised (the polar factor of a rank-one
+# matrix), which shows its implementation, not what it does for a network's weight matrices;
+# its default weight decay (0.1) is off, as the landscapes' minima are not at zero.
 OPTIMIZERS: dict[str, tuple[type[Any], dict[str, Any]]] = {
     "SGD": (fastopt.SGD, {}),
     "Momentum": (fastopt.SGD, {"momentum": 0.9}),
@@ -44,15 +51,23 @@ OPTIMIZERS: dict[str, tuple[type[Any], dict[str, Any]]] = {
     "Adafactor": (fastopt.Adafactor, {}),
     "L-BFGS": (fastopt.LBFGS, {"max_iter": 1, "max_eval": 20, "history_size": 10,
                                "line_search_fn": "strong_wolfe"}),
+    "Rprop": (fastopt.Rprop, {}),
+    "ASGD": (fastopt.ASGD, {}),
+    "LARS": (fastopt.LARS, {}),
+    "Schedule-Free SGD": (fastopt.SGDScheduleFree, {}),
+    "SparseAdam": (fastopt.SparseAdam, {}),
+    "Muon": (fastopt.Muon, {"weight_decay": 0.0}),
 }
 
 # One colour per optimizer across every figure: matplotlib's tab10 for the first ten (kept as
-# the gallery first had them), then the darkest entry of each of tab20b's five hues, then its
-# second blue and its second green.
+# the gallery first had them), then the darkest entry of each of tab20b's five hues, its
+# second blue and its second green, then tab20b's third gold, red and purple and the darkest
+# blue, orange and green of tab20c.
 COLOURS = dict(zip(OPTIMIZERS, [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
     "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#6b6ecf", "#8ca252",
+    "#e7ba52", "#d6616b", "#ce6dbd", "#3182bd", "#e6550d", "#31a354",
 ], strict=True))
 
 
@@ -60,6 +75,8 @@ def make_optimizer(label: str, params: list[Any], lr: float) -> Any:
     """The optimizer ``label`` names, ready to train: a schedule-free rule starts in eval mode
     (as schedulefree's does), so it is put in train mode here; :func:`evaluating` switches."""
     cls, options = OPTIMIZERS[label]
+    if _of_matrices(cls):
+        params = [p.reshape(1, -1) for p in params]  # views: the steps update the arrays
     opt = cls(params, lr=lr, **options)
     if has_modes(opt):
         opt.train()
@@ -73,8 +90,18 @@ def step(opt: Any, evaluate: Callable[[], tuple[float, list[Any]]]) -> float:
     if isinstance(opt, fastopt.LBFGS):
         return float(opt.step(evaluate))
     loss, grads = evaluate()
+    rule = getattr(type(opt), "rule", None)
+    if rule is not None and rule.gradient == "rows":  # every row, as a row-sparse gradient
+        grads = [(np.arange(len(g)), g) for g in grads]
+    elif _of_matrices(type(opt)):
+        grads = [g.reshape(1, -1) for g in grads]
     opt.step(grads)
     return loss
+
+
+def _of_matrices(cls: type) -> bool:
+    rule = getattr(cls, "rule", None)
+    return rule is not None and rule.matrix is not None
 
 
 @contextlib.contextmanager

@@ -37,9 +37,11 @@ class Landscape:
     # Per optimizer, tuned by hand to be good rather than best. Adadelta's first steps are
     # about lr·sqrt(eps / E[g²]), tiny at its default lr = 1 on these scales, hence lr = 50
     # where that is stable; on Rosenbrock's valley only its default is. Lion, ADOPT, AdEMAMix,
-    # LAMB and Schedule-Free: the fewest steps over lr in {1, 2, 5} x 10^-5..10^1 (Lion on the
-    # quadratic: 0.1, as 0.5's 9 steps land on the minimum by luck of its sign steps); on the
-    # saddle, where the fewest is one step (a jump off the ridge), Adam's 0.05. Adafactor:
+    # LAMB, Schedule-Free, Rprop, ASGD, LARS, Schedule-Free SGD, SparseAdam and Muon: the
+    # fewest steps over lr in {1, 2, 5} x 10^-5..10^1 (Lion on the quadratic: 0.1, as 0.5's 9
+    # steps land on the minimum by luck of its sign steps; LARS, whose trust ratio scales its
+    # steps by 1e-3, at or near the top of that range); on the saddle, where the fewest is one
+    # step (a jump off the ridge), Adam's 0.05. Adafactor:
     # its step is relative, at most 1/√t of the point's RMS, so any lr from 1 up steps alike:
     # 1 (the quadratic's fewest, 332 steps; none reaches Rosenbrock's tolerance), and on the
     # saddle Adam's 0.05. L-BFGS: its default, 1, the fewest steps on each over {1, 0.5, 0.2,
@@ -69,7 +71,8 @@ LANDSCAPES = {
         lrs={"SGD": 0.4, "Momentum": 0.05, "Nesterov": 0.05, "Adagrad": 1.0, "RMSprop": 0.05,
              "Adadelta": 50.0, "Adam": 0.2, "AMSGrad": 0.2, "Adamax": 0.3, "NAdam": 0.2,
              "Lion": 0.1, "ADOPT": 2.0, "AdEMAMix": 1.0, "LAMB": 0.1, "Schedule-Free": 2.0,
-             "Adafactor": 1.0, "L-BFGS": 1.0},
+             "Adafactor": 1.0, "L-BFGS": 1.0, "Rprop": 2.0, "ASGD": 0.2, "LARS": 10.0,
+             "Schedule-Free SGD": 0.2, "SparseAdam": 1.0, "Muon": 0.02},
     ),
     "rosenbrock": Landscape(
         "rosenbrock", "Rosenbrock: f(x, y) = (1 − x)² + 100 (y − x²)²",
@@ -79,7 +82,8 @@ LANDSCAPES = {
         lrs={"SGD": 1e-3, "Momentum": 2e-4, "Nesterov": 2e-4, "Adagrad": 0.5, "RMSprop": 1e-3,
              "Adadelta": 1.0, "Adam": 5e-2, "AMSGrad": 5e-2, "Adamax": 0.1, "NAdam": 2e-2,
              "Lion": 1e-2, "ADOPT": 2.0, "AdEMAMix": 1.0, "LAMB": 2e-2, "Schedule-Free": 0.5,
-             "Adafactor": 1.0, "L-BFGS": 1.0},
+             "Adafactor": 1.0, "L-BFGS": 1.0, "Rprop": 0.5, "ASGD": 2e-3, "LARS": 20.0,
+             "Schedule-Free SGD": 1e-2, "SparseAdam": 2.0, "Muon": 1e-2},
     ),
     "saddle": Landscape(
         "saddle", "saddle: f(x, y) = x² − y²",
@@ -89,7 +93,8 @@ LANDSCAPES = {
         lrs={"SGD": 0.05, "Momentum": 0.01, "Nesterov": 0.01, "Adagrad": 0.5, "RMSprop": 0.01,
              "Adadelta": 50.0, "Adam": 0.05, "AMSGrad": 0.05, "Adamax": 0.05, "NAdam": 0.05,
              "Lion": 0.05, "ADOPT": 0.05, "AdEMAMix": 0.05, "LAMB": 0.05, "Schedule-Free": 0.05,
-             "Adafactor": 0.05, "L-BFGS": 1.0},
+             "Adafactor": 0.05, "L-BFGS": 1.0, "Rprop": 0.05, "ASGD": 1.0, "LARS": 50.0,
+             "Schedule-Free SGD": 2.0, "SparseAdam": 0.05, "Muon": 2.0},
     ),
 }
 
