@@ -2,8 +2,8 @@
 
 fastopt takes the two-loop recursion's dot products in double (the rest with NumPy's BLAS),
 in another order than torch's, and its axpys round twice where torch may fuse the
-multiply-add: results differ in the last bits per operation. Across many steps L-BFGS turns those bits into different line-search
-choices on non-convex problems (the MLP's float64 trajectories part after a few steps), so
+multiply-add: results differ in the last bits per operation. Across many steps L-BFGS turns
+those bits into different line-search choices on non-convex problems (the MLP's float64 trajectories part after a few steps), so
 whole trajectories are compared on Rosenbrock in float64, and every configuration is compared
 step by step from torch's state: both step from the same parameters and the same (loaded)
 state dict, 100 steps on end. Measured worst relative differences per step (max |Δx| / max |x|):

@@ -87,7 +87,8 @@ def adafactor_contenders(dtype: np.dtype, size: int) -> tuple[Contenders, int, s
 
     # The check: fastopt against the reference over a few steps from the same point.
     mine, theirs = param.copy(), param.copy()
-    checked, reference_step = fastopt.Adafactor([mine], **OPTIONS["Adafactor"]), reference_over(theirs)
+    checked = fastopt.Adafactor([mine], **OPTIONS["Adafactor"])
+    reference_step = reference_over(theirs)
     for _ in range(CHECK_STEPS):
         checked.step([grad])
         reference_step()
@@ -194,7 +195,8 @@ def lbfgs_deviation(start: np.ndarray, a: np.ndarray) -> float:
 
     x, closure = _numpy_quadratic(start, a)
     p, torch_closure = _torch_quadratic(start, a)
-    mine, theirs = fastopt.LBFGS([x], **OPTIONS["LBFGS"]), torch.optim.LBFGS([p], **OPTIONS["LBFGS"])
+    mine = fastopt.LBFGS([x], **OPTIONS["LBFGS"])
+    theirs = torch.optim.LBFGS([p], **OPTIONS["LBFGS"])
     for _ in range(CHECK_STEPS):
         mine.step(closure)
         theirs.step(torch_closure)

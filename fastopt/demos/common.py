@@ -19,9 +19,9 @@ EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-le
 # Label -> (optimizer class, options other than lr). The order is the legends' and tables'.
 # Only these are shown: each has a learning rate tuned in every demo (landscapes.LANDSCAPES,
 # digits.LRS) and a colour of its own, and docs/gallery holds their committed output. A rule
-# without an entry (AdamW today: Adam with decoupled decay, Adam's path here) stays out of the demos, its name
-# refused by --optimizers as unknown, until it is given an entry, its learning rates and a
-# colour: run at its defaults it would add untuned rows to the gallery's tables. Every
+# without an entry (AdamW today) stays out of the demos, its name refused by --optimizers as
+# unknown, until it is given an entry, its learning rates and a colour: run at its defaults it
+# would add untuned rows to the gallery's tables. Every
 # optimizer steps its model's one flat buffer, so that LAMB's trust ratio and Adafactor's
 # second moment (a full one: the buffer is a vector) are the whole model's. L-BFGS takes a
 # closure (:func:`step`); a step of it is one iteration (``max_iter=1``) with torch's
