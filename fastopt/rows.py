@@ -50,6 +50,11 @@ def rows_of(shape: tuple[int, ...]) -> tuple[int, int]:
     return (shape[0], math.prod(shape[1:])) if shape else (1, 1)
 
 
+def every_row(grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A dense gradient (of one or more dimensions) as a row-sparse one: every row, in order."""
+    return np.arange(len(grad), dtype=np.int64), grad
+
+
 def check(name: str, grad: Any, param: np.ndarray, guard: Any = None) -> Rows:
     """``grad`` checked as a row-sparse gradient of ``param`` (TypeError or ValueError naming
     ``name`` otherwise), its duplicate rows summed; its values may not share memory with what

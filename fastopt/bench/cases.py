@@ -20,6 +20,7 @@ import fastopt
 from fastopt import reference
 from fastopt._kernels import kernels
 from fastopt.optim.optimizer import has_modes
+from fastopt.rows import every_row
 from fastopt.rules import RULES
 
 from .optimizers import ACCESS, OPTIONS, case_shape, torch_class
@@ -68,7 +69,7 @@ def taken(name: str, grad: np.ndarray) -> Any:
     """A dense gradient of a case's tensor as optimizer ``name`` takes it: as it is, or for a
     rule that takes row-sparse ones (SparseAdam) every row of it, in order."""
     if RULES[name].gradient == "rows":
-        return np.arange(len(grad), dtype=np.int64), grad
+        return every_row(grad)
     return grad
 
 

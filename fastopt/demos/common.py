@@ -9,10 +9,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 import fastopt
 from fastopt.optim.optimizer import has_modes
+from fastopt.rows import every_row
 
 EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-learn)"
 
@@ -21,12 +20,12 @@ EXTRA_HINT = "pip install 'fastopt[demo]'  (or: pip install matplotlib scikit-le
 # digits.LRS) and a colour of its own, and docs/gallery holds their committed output. A rule
 # without an entry (AdamW today) stays out of the demos, its name refused by --optimizers as
 # unknown, until it is given an entry, its learning rates and a colour: run at its defaults it
-# would add untuned rows to the gallery's tables. Every
-# optimizer steps its model's one flat buffer, so that LAMB's trust ratio and Adafactor's
-# second moment (a full one: the buffer is a vector) are the whole model's. L-BFGS takes a
-# closure (:func:`step`); a step of it is one iteration (``max_iter=1``) with torch's
-# strong-Wolfe line search, which evaluates the model as often as it needs (a few times, where
-# the others take one gradient per step), and remembers the last 10 curvature pairs.
+# would add untuned rows to the gallery's tables. Every optimizer steps its model's one flat
+# buffer, so that LAMB's trust ratio and Adafactor's second moment (a full one: the buffer is a
+# vector) are the whole model's. L-BFGS takes a closure (:func:`step`); a step of it is one
+# iteration (``max_iter=1``) with torch's strong-Wolfe line search, which evaluates the model
+# as often as it needs (a few times, where the others take one gradient per step), and
+# remembers the last 10 curvature pairs.
 # SparseAdam is given every row of the buffer (each element a row) as its row-sparse
 # gradient. Muon, a rule of matrices, sees the buffer as one 1 × n matrix: its orthogonalised
 # momentum is then the momentum's direction, normalised (the polar factor of a rank-one
@@ -92,7 +91,7 @@ def step(opt: Any, evaluate: Callable[[], tuple[float, list[Any]]]) -> float:
     loss, grads = evaluate()
     rule = getattr(type(opt), "rule", None)
     if rule is not None and rule.gradient == "rows":  # every row, as a row-sparse gradient
-        grads = [(np.arange(len(g)), g) for g in grads]
+        grads = [every_row(g) for g in grads]
     elif _of_matrices(type(opt)):
         grads = [g.reshape(1, -1) for g in grads]
     opt.step(grads)
