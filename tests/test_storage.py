@@ -10,6 +10,8 @@ Proves that
   every rule does so with bfloat16 parameters;
 - results are the same for any thread count, and a run resumed from a state dict is the run
   that never stopped;
+- 8-bit blocks quantise and decode as the reference does, in every SIMD variant, at and
+  beside every midpoint of both codes;
 - stochastic rounding is unbiased: the mean of many roundings of one value is the value;
 - bad storage options are refused with nothing modified.
 """
@@ -102,6 +104,66 @@ def test_float32_values_store_rounded_to_nearest_even(low):
     nan = np.isnan(expected.astype(np.float32))
     np.testing.assert_array_equal(np.isnan(stored.astype(np.float32)), nan)
     np.testing.assert_array_equal(stored[~nan].view(np.uint16), expected[~nan].view(np.uint16))
+
+
+QUANTISE_SCRIPT = """
+import sys
+import numpy as np
+from fastopt._kernels import kernels
+from fastopt.rules.storage import blocks
+arrays = np.load(sys.argv[2])
+out = {}
+for name in ("signed", "unsigned"):
+    x = arrays[name]
+    codes, scales = np.zeros(x.size, np.uint8), np.zeros(blocks(x.size), np.float32)
+    kernels.quantize(x, codes, scales, name == "signed")
+    values = np.zeros(x.size, np.float32)
+    kernels.dequantize(codes, scales, values, name == "signed")
+    out[name + "_codes"], out[name + "_scales"], out[name + "_values"] = codes, scales, values
+np.savez(sys.argv[1], **out)
+"""
+
+
+def _quantise_cases(signed: bool) -> np.ndarray:
+    """Every midpoint of the code and its two float32 neighbours, 0, the code's ends, values
+    across twelve decades, in blocks whose largest magnitude is 1 (so value / scale is the
+    value, and the midpoints are met exactly), then blocks of other scales, an all-zero block,
+    blocks with NaN and Inf, and a last block of 37."""
+    from fastopt.reference.storage import _code
+
+    code, mid = _code(signed)
+    rng = np.random.default_rng(5)
+    exact = np.concatenate([mid, np.nextafter(mid, np.float32(2)),
+                            np.nextafter(mid, np.float32(-2)), code, [0.0]]).astype(np.float32)
+    exact = exact[(exact >= -1) & (exact <= 1)]
+    drawn = rng.standard_normal(40 * 256) * 10.0 ** rng.uniform(-12, 0, 40 * 256)
+    if not signed:
+        exact, drawn = np.abs(exact), np.abs(drawn)
+    rows = np.resize(exact, (-(-exact.size // 255), 255))
+    ones = np.ones((rows.shape[0], 1), np.float32)  # each block's largest magnitude is 1
+    special = np.zeros((3, 256), np.float32)
+    special[1, 7], special[2, 200] = np.nan, np.inf
+    cases = np.concatenate([np.hstack([rows, ones]).reshape(-1), drawn, special.reshape(-1),
+                            drawn[:37]])
+    return cases.astype(np.float32)
+
+
+def test_8bit_blocks_quantise_and_decode_as_the_reference_in_every_simd_variant(tmp_path):
+    from conftest import in_every_simd_variant
+    from fastopt.reference.storage import dequantize, quantize
+
+    cases = {name: _quantise_cases(name == "signed") for name in ("signed", "unsigned")}
+    np.savez(tmp_path / "cases.npz", **cases)
+    outputs = in_every_simd_variant(tmp_path, QUANTISE_SCRIPT, str(tmp_path / "cases.npz"))
+    assert outputs
+    for name, x in cases.items():
+        codes, scales = quantize(x, name == "signed")
+        values = dequantize(codes, scales, name == "signed")
+        for out in outputs:
+            np.testing.assert_array_equal(out[name + "_codes"], codes)
+            np.testing.assert_array_equal(out[name + "_scales"], scales)
+            np.testing.assert_array_equal(out[name + "_values"], values)
+        assert np.unique(codes).size == 256  # the cases reach every code
 
 
 # --------------------------------------------------------------------------------------------
