@@ -297,7 +297,7 @@ cdef class SegmentTable:
         the parameters'). The next kernel call steps those rows only, each as a piece at its
         place in the parameter and its state (consecutive rows as one piece, up to PIECE
         elements)."""
-        cdef Py_ssize_t s, j, count, width, row, sub, last, total = 0
+        cdef Py_ssize_t s, j, k, count, width, row, sub, per_piece, total = 0
         cdef const int64_t* index
         cdef Pieces* pieces = &self.t.sparse
         if not len(indices) == len(counts) == len(row_lengths) == len(addresses) == self.t.nseg:
@@ -313,18 +313,21 @@ cdef class SegmentTable:
             index = <const int64_t*><uintptr_t>indices[s]
             count, width = counts[s], row_lengths[s]
             self.t.grad[s] = <const char*><uintptr_t>addresses[s]
-            last = -2
-            for j in range(count if width else 0):
+            per_piece = PIECE // width if width else 0
+            j = 0
+            while j < count and width:
                 row = index[j]
-                if (row == last + 1 and width < PIECE and pieces.count
-                        and pieces.length[pieces.count - 1] + width <= PIECE):
-                    pieces.length[pieces.count - 1] += width  # the next row in both
-                    pieces.total += width
-                else:
-                    for sub in range(0, width, PIECE):
-                        add_piece(pieces, s, row * width + sub, j * width + sub,
-                                  min(PIECE, width - sub))
-                last = row
+                if per_piece > 1:  # this row and the next ones in both, while they fit
+                    k = j + 1
+                    while k < count and k - j < per_piece and index[k] == index[k - 1] + 1:
+                        k += 1
+                    add_piece(pieces, s, row * width, j * width, (k - j) * width)
+                    j = k
+                    continue
+                for sub in range(0, width, PIECE):
+                    add_piece(pieces, s, row * width + sub, j * width + sub,
+                              min(PIECE, width - sub))
+                j += 1
         self.t.grad_type = self.t.param_type if storage < 0 else check_storage(storage)
         self.t.pieces = pieces
         self.bound = True
