@@ -39,9 +39,16 @@ class HyperMemo:
         self.names = (*self.keys, *(name for name, _ in self.optional))  # of the values
         required = itemgetter(*self.keys) if len(self.keys) > 1 else (
             lambda group: (group[self.keys[0]],))
-        # A group may lack an optional hyper-parameter (it is then its default).
-        self.values = required if not self.optional else (
-            lambda group: (*required(group), *[group.get(k, d) for k, d in self.optional]))
+        every = itemgetter(*self.names) if len(self.names) > 1 else (
+            lambda group: (group[self.names[0]],))
+
+        def values(group: Mapping[str, Any]) -> tuple:
+            try:  # the usual group: every value present (the front end fills in defaults)
+                return every(group)
+            except KeyError:  # a group may lack an optional one: it is then its default
+                return (*required(group), *[group.get(k, d) for k, d in self.optional])
+
+        self.values = required if not self.optional else values
         # group -> (its raw values, (checked hyper-parameters, roles used, their mask))
         self.memo: dict[int, tuple[tuple, Checked]] = {}
 

@@ -8,47 +8,55 @@ import torch
 from .._kernels import kernels
 from . import dtensor, tensors
 
-
-def checked(index: int, w: tensors.Watched, grad: torch.Tensor,
-            scratch: list[torch.Tensor]) -> torch.Tensor:
-    """Parameter ``index``'s gradient ``grad`` checked (a DTensor's: its local shard, a
-    redistributed one kept alive in ``scratch``)."""
-    if w.distributed:
-        grad = dtensor.local_grad(f"params[{index}]", w.param, grad)
-        scratch.append(grad)
-    # torch keeps a .grad of its parameter's dtype (or its grad_dtype) and shape; checked
-    # all the same, since a kernel reads exactly that many bytes.
-    if not tensors.grad_accepted(grad, w.shard) or grad.shape != w.shape or (
-            grad.layout is not torch.strided) or grad.device.type != "cpu":
-        tensors.refuse_grad(f"params[{index}]", grad, w.shard)
-    return grad
+_FLOAT32, _STRIDED = torch.float32, torch.strided
+# Storage type codes of the gradient types the kernels promote as they read them.
+_CODES = {dtype: kernels.DTYPE_CODES[tensors.STEPPED[dtype][0]] for dtype in tensors.LOW}
 
 
-def laid_out(watched: list[tensors.Watched], grads: list[torch.Tensor | None],
-             scratch: list[torch.Tensor]) -> list[int]:
-    """Where each gradient's elements are laid out as its stepped tensor's (0: none),
-    ``grads`` updated to what is read. One kernel call reads one gradient type: float32
-    parameters whose gradients come in several types read copies promoted to float32
-    (exact); copies are kept alive in ``scratch``."""
-    low = {grad.dtype for w, grad in zip(watched, grads)
-           if grad is not None and w.dtype is torch.float32}
-    where = [0] * len(watched)
+def gather(watched: list[tensors.Watched], grads: list[torch.Tensor | None], first: int,
+           scratch: list[torch.Tensor]) -> tuple[list[int], list[int]]:
+    """Check each gradient against its parameter (``params[first + s]``; a DTensor's: its
+    local shard, redistributed where it must be) and say where its elements are laid out
+    as the stepped tensor's (0: no gradient), with their storage type code where it
+    differs from the parameter's (else -1); ``grads`` is updated to what is read.
+
+    One kernel call reads one gradient type: float32 parameters whose gradients come in
+    several types read copies promoted to float32 (exact). Copies are kept alive in
+    ``scratch``. This runs for every parameter at every step: one pass, few torch calls."""
+    where, kinds = [0] * len(watched), [-1] * len(watched)
+    float32_grads = None  # the one gradient type of the float32 parameters, or False: several
     for s, (w, grad) in enumerate(zip(watched, grads)):
         if grad is None:
             continue
-        if len(low) > 1 and grad.dtype is not w.dtype:
-            grad = grad.to(w.dtype)
+        if w.distributed:
+            grad = dtensor.local_grad(f"params[{first + s}]", w.param, grad)
             scratch.append(grad)
+        # torch keeps a .grad of its parameter's dtype (or its grad_dtype) and shape; checked
+        # all the same, since a kernel reads exactly that many bytes.
+        dtype = grad.dtype
+        if not (dtype is w.dtype or (w.dtype is _FLOAT32 and dtype in _CODES)) or (
+                grad.shape != w.shape or grad.layout is not _STRIDED or not grad.is_cpu):
+            tensors.refuse_grad(f"params[{first + s}]", grad, w.shard)
+        if w.dtype is _FLOAT32 and float32_grads is not False and dtype is not float32_grads:
+            float32_grads = dtype if float32_grads is None else False
         if grad.stride() != w.strides and not tensors.same_layout(grad, w.stepped):
-            grad = torch.empty_like(w.stepped, dtype=grad.dtype).copy_(grad)
-            scratch.append(grad)  # laid out as stepped
+            grad = _as_stepped(w, grad, scratch)
         grads[s] = grad
         where[s] = grad.data_ptr()
-    return where
+        if dtype is not w.dtype:
+            kinds[s] = _CODES[dtype]
+    if float32_grads is False:
+        for s, (w, grad) in enumerate(zip(watched, grads)):
+            if kinds[s] != -1:  # (only a float32 parameter reads another type)
+                grad = grad.to(_FLOAT32)  # laid out as it was: as stepped
+                scratch.append(grad)
+                grads[s] = grad
+                where[s], kinds[s] = grad.data_ptr(), -1
+    return where, kinds
 
 
-def kinds(watched: list[tensors.Watched], grads: list[torch.Tensor | None]) -> list[int]:
-    """Each gradient's storage type code where it differs from its parameter's, else -1."""
-    return [-1 if grad is None or grad.dtype is w.dtype
-            else kernels.DTYPE_CODES[tensors.STEPPED[grad.dtype][0]]
-            for w, grad in zip(watched, grads)]
+def _as_stepped(w: tensors.Watched, grad: torch.Tensor, scratch: list[torch.Tensor]) -> torch.Tensor:
+    """A copy of ``grad`` laid out as ``w``'s stepped tensor, kept alive in ``scratch``."""
+    grad = torch.empty_like(w.stepped, dtype=grad.dtype).copy_(grad)
+    scratch.append(grad)
+    return grad

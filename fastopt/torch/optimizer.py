@@ -178,7 +178,7 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
         inverse = 1.0 if scale is None else 1.0 / float(scale)
         if self._dirty:
             self._take_state_in()
-        active, addresses, kinds, scratch = self._gradients()
+        active, addresses, kinds, staged, scratch = self._gradients()
         checked = self._engine.check(self.param_groups)
 
         def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
@@ -192,8 +192,6 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
             self._engine.step(checked, bind, active=active, grad_scale=inverse)
             self._engine.advance(self.param_groups, checked)
 
-        staged = [w for watched, marks in zip(self._watched, active)
-                  for w, on in zip(watched, marks) if on and w.stepped is not w.shard]
         self._staged(staged, step)
         return loss
 
@@ -253,35 +251,39 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
             grad = p.grad if grads is None else grads[n]
             if grad is None:
                 continue
+            if not isinstance(grad, torch.Tensor):
+                raise TypeError(f"grads[{n}]: expected a tensor or None, got {type(grad).__name__}")
             mine = given.setdefault(g, [None] * len(self._watched[g]))
             if mine[s] is not None:
                 raise ValueError(f"params[{n}]: expected each parameter once, got it twice")
-            index = sum(len(group) for group in self._params[:g]) + s
-            mine[s] = gradients.checked(index, w, grad, scratch)
+            mine[s] = grad
             chosen.setdefault(g, []).append(s)
             if w.stepped is not w.shard:
                 staged.append(w)
-        addresses = {g: gradients.laid_out(self._watched[g], mine, scratch)
-                     for g, mine in given.items()}
-        kinds = {g: gradients.kinds(self._watched[g], mine) for g, mine in given.items()}
+        laid = {g: gradients.gather(self._watched[g], mine,
+                                    sum(len(group) for group in self._params[:g]), scratch)
+                for g, mine in given.items()}
         checked = self._engine.check(self.param_groups)
 
         def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
-            table.bind_grad_addresses([addresses[g][s] for s in slots], kinds[g][slots[0]])
+            where, kinds = laid[g]
+            table.bind_grad_addresses([where[s] for s in slots], kinds[slots[0]])
 
         self._staged(staged, lambda: self._engine.step_slots(checked, bind, chosen))
 
     def _gradients(self) -> tuple[list[list[bool]], list[list[Any]], list[list[int]],
-                                  list[torch.Tensor]]:
+                                  list[tensors.Watched], list[torch.Tensor]]:
         """Per group and parameter: whether it has a gradient, the address of that gradient's
         elements laid out as the stepped tensor's (or for a rule that takes row-sparse
         gradients, the rows it touches, :class:`fastopt.rows.Rows`), and their storage type
-        (copies so laid out, of those that are not, kept alive in the last list). Every
+        (copies so laid out, of those that are not, kept alive in the last list); and the
+        parameters with a gradient that are stepped through a dense copy. Every
         gradient is checked here, before anything is stepped; a parameter whose memory was
         replaced is followed first. A DTensor's is its local shard's, and its gradient's local
         shard's."""
-        active, addresses, kinds, scratch = [], [], [], []
+        active, addresses, kinds, staged, scratch = [], [], [], [], []
         index, sparse = 0, self.rule.gradient == "rows"
+        matrix = self.rule.matrix is not None
         for g, watched in enumerate(self._watched):
             marks = [False] * len(watched)
             grads: list[torch.Tensor | None] = [None] * len(watched)
@@ -290,21 +292,29 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
                 p = w.param
                 if (dtensor.local(p) if w.distributed else p).data_ptr() != w.address:
                     self._follow(g, s)
-                if p.grad is None:
+                    w = watched[s]
+                grad = p.grad
+                if grad is None:
                     continue
-                if p.is_complex() and self.rule.matrix is not None:  # as torch's Muon, at step
+                if matrix and p.is_complex():  # as torch's Muon, at step
                     raise RuntimeError(f"{self.rule.name} does not support complex parameters")
                 marks[s] = True
+                if w.stepped is not w.shard:
+                    staged.append(w)
                 if sparse:  # row-sparse: the rows it touches (and its values, held alive)
-                    touched[s] = tensors.sparse_rows(f"params[{index + s}]", p.grad,
-                                                     watched[s].stepped)
+                    touched[s] = tensors.sparse_rows(f"params[{index + s}]", grad, w.stepped)
                 else:
-                    grads[s] = gradients.checked(index + s, watched[s], p.grad, scratch)
+                    grads[s] = grad
             active.append(marks)
-            addresses.append(touched if sparse else gradients.laid_out(watched, grads, scratch))
-            kinds.append(gradients.kinds(watched, grads))
+            if sparse:
+                addresses.append(touched)
+                kinds.append([-1] * len(watched))
+            else:
+                where, kind = gradients.gather(watched, grads, index, scratch)
+                addresses.append(where)
+                kinds.append(kind)
             index += len(watched)
-        return active, addresses, kinds, scratch
+        return active, addresses, kinds, staged, scratch
 
     def _follow(self, g: int, s: int) -> None:
         """Step parameter ``s`` of group ``g`` where its memory is now (``p.data = ...``, a
