@@ -2,7 +2,8 @@
 
 For code that manages its own buffers. There is one function per rule, ``<name>_`` in lower
 case (``adam_``, ``sgd_``, ...), made from the rule's definition (and ``adafactor_``, whose
-state is not shaped like its parameter: see its docstring)::
+state is not shaped like its parameter, and ``lbfgs_``, which steps with a closure: see their
+docstrings)::
 
     <name>_(param, grad, <state arrays, in the rule's order>, <scalar state>, *, step,
             <hyper-parameters with the class's defaults>)
@@ -28,16 +29,18 @@ those entries as keyword arguments and returns them advanced, for the next call:
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import adafactor, rows, validation
+from . import adafactor, lbfgs, rows, validation
 from ._kernels import kernels
 from .engine import Slot, run_rule
 from .flat import first_overlap
+from .optim import lbfgs as optim_lbfgs
 from .rules import RULES, Rule
 from .rules.base import Scalar
 from .rules.storage import hypers as storage_hypers
@@ -192,9 +195,61 @@ def adafactor_(param: np.ndarray, grad: np.ndarray, row_var: np.ndarray | None =
     adafactor.step_param(param, grad, state, h, adafactor.group_eps1(h, param.dtype))
 
 
+def lbfgs_(param: np.ndarray, closure: Callable[[], tuple[Any, np.ndarray]],
+           state: dict[str, Any], *, lr: float = 1, max_iter: int = 20,
+           max_eval: int | None = None, tolerance_grad: float = 1e-7,
+           tolerance_change: float = 1e-9, history_size: int = 100,
+           line_search_fn: str | None = None) -> Any:
+    """One L-BFGS ``step(closure)`` of ``param`` in place (see :class:`fastopt.LBFGS`):
+    ``closure()`` evaluates at ``param``'s current values and returns ``(loss, grad)``,
+    ``grad`` of its shape and dtype; ``state`` is the caller's dict of L-BFGS's state entry in
+    torch's layout (``{}`` at first), replaced by the new entry after the step. Returns the
+    first evaluation's loss. The state's vectors are read where they are (the step writes new
+    ones), so they may not share memory with ``param``. A closure that raises (or returns a bad
+    gradient) leaves ``param`` and ``state`` as they were. Not a rule of the engine (it steps
+    with a closure and a history), so its own function rather than one made from a rule."""
+    validation.array("param", param, dtypes=validation.FLOAT_DTYPES)
+    if not callable(closure):
+        raise TypeError(f"closure: expected a callable returning (loss, grad), got "
+                        f"{type(closure).__name__}")
+    if not isinstance(state, dict):
+        raise TypeError(f"state: expected a dict, got {type(state).__name__}")
+    hypers = optim_lbfgs.check_hypers({
+        "lr": lr, "max_iter": max_iter, "max_eval": max_eval, "tolerance_grad": tolerance_grad,
+        "tolerance_change": tolerance_change, "history_size": history_size,
+        "line_search_fn": line_search_fn})
+    memory = lbfgs.memory_from_entries(state, param.size, param.dtype,
+                                       lambda name, v: validation.as_array(v),
+                                       functools.partial(optim_lbfgs.as_scalar, param.dtype),
+                                       copy=False)
+    for key in ("d", "prev_flat_grad", "old_dirs", "old_stps"):
+        value = getattr(memory, key)
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None and np.may_share_memory(v, param):
+                raise ValueError(f"state[{key!r}]: expected memory of its own, got an array "
+                                 "sharing memory with param")
+
+    def evaluate(into: np.ndarray) -> float:
+        loss, grad = closure()
+        into[...] = validation.like("grad", grad, param, "param", writable=False).reshape(-1)
+        return float(loss)
+
+    start = param.copy()
+    try:
+        loss, memory = lbfgs.lbfgs_step(lbfgs.FlatParams([param], param.dtype, evaluate),
+                                        memory, **hypers)
+    except BaseException:
+        param[...] = start
+        raise
+    state.clear()
+    state.update(memory.entries())
+    return loss
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     f"{name.lower()}_": function(rule) for name, rule in RULES.items()}
 FUNCTIONS["adafactor_"] = adafactor_
+FUNCTIONS["lbfgs_"] = lbfgs_
 globals().update(FUNCTIONS)
 
 __all__ = list(FUNCTIONS)

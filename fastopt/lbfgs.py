@@ -62,11 +62,13 @@ STATE_KEYS = ("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H
 
 
 def memory_from_entries(entry: Any, n: int, dtype: np.dtype, as_array: Callable[[str, Any], np.ndarray],
-                        as_scalar: Callable[[str, Any], Any]) -> Memory:
+                        as_scalar: Callable[[str, Any], Any], copy: bool = True) -> Memory:
     """A :class:`Memory` from a state entry in torch's layout, checked whole first.
 
     ``as_array`` turns a front end's vector (an ndarray, a tensor) into an ndarray and
     ``as_scalar`` its scalars into NumPy or Python scalars; both raise on what they refuse.
+    ``copy=False`` keeps a vector that is already a contiguous one of ``dtype`` as it is
+    (a step only reads its memory's vectors).
     """
     if not isinstance(entry, dict):
         raise TypeError(f"state_dict['state'][0]: expected a dict, got {type(entry).__name__}")
@@ -88,7 +90,7 @@ def memory_from_entries(entry: Any, n: int, dtype: np.dtype, as_array: Callable[
                              f"{n} parameter elements, got shape {a.shape}")
         if a.dtype.kind != "f":
             raise TypeError(f"state_dict['state'][0][{key!r}]: expected floating values, got {a.dtype}")
-        return a.astype(dtype, copy=True)  # never the caller's memory
+        return a.astype(dtype, copy=True) if copy else np.ascontiguousarray(a, dtype)
 
     memory = Memory(**counts)
     started = "d" in entry

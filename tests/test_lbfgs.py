@@ -2,6 +2,7 @@
 compiled passes bitwise the same for any thread count and SIMD variant. (Against
 torch.optim.LBFGS: tests/test_lbfgs_torch.py.)"""
 
+import copy
 import math
 from pathlib import Path
 
@@ -257,3 +258,98 @@ def test_bitwise_for_every_simd_variant(tmp_path):
     outputs = in_every_simd_variant(tmp_path, SIMD_SCRIPT, str(Path(__file__).parent))
     for other in outputs[1:]:
         np.testing.assert_array_equal(other["arr_0"], outputs[0]["arr_0"])
+
+
+def one_array(problem, dtype):
+    """The problem's parameters as one flat array, and a closure returning (loss, grad) of it
+    (the functional API's and the reference's form)."""
+    params, closure = problem(dtype)
+    x = np.concatenate([p.reshape(-1) for p in params])
+    sizes = np.cumsum([p.size for p in params])[:-1]
+
+    def flat_closure():
+        for p, piece in zip(params, np.split(x, sizes)):
+            p[...] = piece.reshape(p.shape)
+        loss, grads = closure()
+        return loss, np.concatenate([g.reshape(-1) for g in grads])
+
+    return x, flat_closure
+
+
+PROBLEMS = {"quadratic": lambda dtype: quadratic(dtype, n=40)[:2], "rosenbrock": rosenbrock}
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+@pytest.mark.parametrize("history_size", [3, 100])
+def test_class_functional_and_reference_agree_over_many_steps(problem, dtype, line_search_fn,
+                                                             history_size):
+    """40 steps of 5 iterations: fastopt.LBFGS and lbfgs_ bitwise alike; the reference (its
+    two-loop dot products summed in double, as the kernels do, in another order) bitwise in
+    float32 (each sum rounded to float32 from double) and within 1e-9 in float64."""
+    kw = dict(history_size=history_size, line_search_fn=line_search_fn, max_iter=5,
+              lr=1 if line_search_fn else 0.01)
+    hypers = {**kw, "max_eval": 6, "tolerance_grad": 1e-7, "tolerance_change": 1e-9}
+    params, closure = PROBLEMS[problem](dtype)
+    opt = fastopt.LBFGS(params, **kw)
+    x, flat_closure = one_array(PROBLEMS[problem], dtype)
+    y, reference_closure = one_array(PROBLEMS[problem], dtype)
+    state: dict = {}
+    reference_state: dict = {}
+    for _ in range(40):
+        loss = opt.step(closure)
+        assert fastopt.functional.lbfgs_(x, flat_closure, state, **kw) == loss
+        reference_loss = fastopt.reference.lbfgs(y, reference_closure, reference_state, **hypers)
+        np.testing.assert_array_equal(x, np.concatenate([p.reshape(-1) for p in params]))
+        if dtype == np.float32:
+            np.testing.assert_array_equal(y, x)
+            assert reference_loss == loss
+        else:
+            np.testing.assert_allclose(y, x, rtol=1e-9, atol=1e-12)
+    entry = opt.state[0]
+    assert state.keys() == entry.keys() == reference_state.keys()
+    for key in ("func_evals", "n_iter"):
+        assert state[key] == entry[key] == reference_state[key]
+    assert len(state["old_dirs"]) == len(reference_state["old_dirs"]) <= history_size
+    assert entry["func_evals"] > 40  # it did iterate
+
+
+def test_functional_refuses_bad_input_and_changes_nothing():
+    x, closure = one_array(rosenbrock, np.float64)
+    state: dict = {}
+    fastopt.functional.lbfgs_(x, closure, state, line_search_fn="strong_wolfe")
+    before, saved = x.copy(), copy.deepcopy(state)
+    calls = []
+
+    def fails_later():
+        calls.append(1)
+        if len(calls) > 3:  # after the parameters have moved
+            raise RuntimeError("model broke")
+        return closure()
+
+    cases = [
+        (lambda: fastopt.functional.lbfgs_(x.astype(np.int64), closure, state), TypeError),
+        (lambda: fastopt.functional.lbfgs_(x, None, state), TypeError),
+        (lambda: fastopt.functional.lbfgs_(x, closure, [state]), TypeError),
+        (lambda: fastopt.functional.lbfgs_(x, closure, state, history_size=0), ValueError),
+        (lambda: fastopt.functional.lbfgs_(x, closure, {**state, "d": x}), ValueError),
+        (lambda: fastopt.functional.lbfgs_(x, closure, {**state, "d": np.zeros(3)}), ValueError),
+        (lambda: fastopt.functional.lbfgs_(x, lambda: (1.0, np.zeros(3)), state), ValueError),
+        (lambda: fastopt.functional.lbfgs_(x, lambda: (1.0, x.astype(np.float32)), state),
+         TypeError),
+        (lambda: fastopt.functional.lbfgs_(x, fails_later, state, line_search_fn="strong_wolfe"),
+         RuntimeError),
+    ]
+    for call, error in cases:
+        with pytest.raises(error):
+            call()
+        np.testing.assert_array_equal(x, before)
+        assert state.keys() == saved.keys() and state["n_iter"] == saved["n_iter"]
+        np.testing.assert_array_equal(state["d"], saved["d"])
+    # and the next good step is the one it would have been
+    y, y_closure = one_array(rosenbrock, np.float64)
+    y[...] = before
+    fastopt.functional.lbfgs_(y, y_closure, saved, line_search_fn="strong_wolfe")
+    fastopt.functional.lbfgs_(x, closure, state, line_search_fn="strong_wolfe")
+    np.testing.assert_array_equal(x, y)

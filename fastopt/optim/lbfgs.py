@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -28,6 +29,16 @@ def check_hypers(group: dict[str, Any]) -> dict[str, Any]:
     if group.get("max_eval") is None:
         group["max_eval"] = validation.Integer(1)("max_iter", group["max_iter"]) * 5 // 4
     return {key: check(key, group[key]) for key, check in _HYPERS.items()}
+
+
+def as_scalar(dtype: np.dtype, name: str, value: Any) -> Any:
+    """A saved scalar in the dtype it is computed in (a Python number stays one)."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    a = validation.as_array(value)
+    if a.shape != () or a.dtype.kind not in "fi":
+        raise ValueError(f"state_dict['state'][0][{name!r}]: expected a number, got {value!r}")
+    return a.astype(dtype)[()] if a.dtype.kind == "f" else a[()]
 
 
 class LBFGS:
@@ -141,18 +152,10 @@ class LBFGS:
         memory = Memory()
         if 0 in state:
             memory = memory_from_entries(state[0], self._flat.n, self.dtype,
-                                         lambda name, v: validation.as_array(v), self._scalar)
+                                         lambda name, v: validation.as_array(v),
+                                         functools.partial(as_scalar, self.dtype))
         self.param_groups = [{**group, **hypers, "params": self._flat.arrays}]
         self.memory = memory
-
-    def _scalar(self, name: str, value: Any) -> Any:
-        """A saved scalar in the dtype it is computed in (a Python number stays one)."""
-        if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
-        a = validation.as_array(value)
-        if a.shape != () or a.dtype.kind not in "fi":
-            raise ValueError(f"state_dict['state'][0][{name!r}]: expected a number, got {value!r}")
-        return a.astype(self.dtype)[()] if a.dtype.kind == "f" else a[()]
 
     def __repr__(self) -> str:
         hypers = {k: v for k, v in self.param_groups[0].items() if k != "params"}
