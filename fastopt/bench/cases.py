@@ -37,7 +37,7 @@ class Result:
     dtype: str
     size: int
     fastopt_s: float
-    numpy_s: float | None         # fastopt.reference's step; None where there is none (L-BFGS)
+    numpy_s: float | None         # fastopt.reference's step
     torch_s: float | None
     torch_path: str | None
     roofline_s: float

@@ -15,8 +15,9 @@ step moves at least 8m + 16 transfers of an element: each of the two-loop recurs
 rounds reads sᵢ and yᵢ and reads and writes its vector (4 a round, with each dot product fused
 into the previous round's update); the closure reads x and a and writes g, and its loss reads
 x and g (5); the new pair, from g, the last gradient and d, with the last gradient kept (6);
-x += t·d (3); the copy back (2). There is no NumPy reference: fastopt's L-BFGS is NumPy, and
-its check is against torch's (:func:`lbfgs_deviation`; '-' without torch).
+x += t·d (3); the copy back (2). :func:`fastopt.reference.lbfgs` is stepped alike from the
+same point and memory; the check is against torch's (:func:`lbfgs_deviation`; '-' without
+torch).
 
 The probe moves three arrays (5 transfers); its time is scaled to each step's transfers.
 """
@@ -33,6 +34,7 @@ import numpy as np
 import fastopt
 from fastopt._kernels import kernels
 from fastopt.reference import adafactor as reference_adafactor
+from fastopt.reference import lbfgs as reference_lbfgs
 
 from .cases import CHECK_STEPS, Result, relative_deviation, summarise, torch_step
 from .optimizers import OPTIONS
@@ -157,11 +159,34 @@ def lbfgs_contenders(dtype: np.dtype,
         opt.step(closure)
         return x
 
-    contenders: Contenders = {"fastopt": fastopt_step}
+    contenders: Contenders = {"fastopt": fastopt_step,
+                              "numpy": _reference_lbfgs(start, a, point, memory.entries(),
+                                                         opt.defaults)}
     if importlib.util.find_spec("torch") is None:
         return contenders, lbfgs_transfers(history), None, None
     contenders["torch"] = _torch_lbfgs(start, a, warm)
     return contenders, lbfgs_transfers(history), "default", lbfgs_deviation(start, a)
+
+
+def _reference_lbfgs(start: np.ndarray, a: np.ndarray, point: np.ndarray,
+                     entries: dict[str, Any], hypers: dict[str, Any]) -> Callable[[], Any]:
+    """:func:`fastopt.reference.lbfgs`'s step (``hypers``: fastopt's, checked) from ``point``
+    and the state ``entries`` (which it never writes in place; its ``al`` list and counts are
+    put back), timed as :func:`lbfgs_contenders` times fastopt's."""
+    y, closure = _numpy_quadratic(start, a)
+    state: dict[str, Any] = {}
+
+    def flat_closure() -> tuple[float, np.ndarray]:
+        loss, (g,) = closure()
+        return loss, g
+
+    def step() -> np.ndarray:
+        y[...] = point
+        state.clear()
+        state.update(entries, al=list(entries["al"]))
+        reference_lbfgs(y, flat_closure, state, **hypers)
+        return y
+    return step
 
 
 def _torch_lbfgs(start: np.ndarray, a: np.ndarray, warm: int) -> Callable[[], Any]:
