@@ -3,6 +3,9 @@ tensor stepped (copies made where they are not, kept alive by the caller)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from .._kernels import kernels
@@ -11,6 +14,54 @@ from . import dtensor, tensors
 _FLOAT32, _STRIDED = torch.float32, torch.strided
 # Storage type codes of the gradient types the kernels promote as they read them.
 _CODES = {dtype: kernels.DTYPE_CODES[tensors.STEPPED[dtype][0]] for dtype in tensors.LOW}
+
+
+def collect(watched_groups: list[list[tensors.Watched]], rule: Any,
+            follow: Callable[[int, int], None]) -> tuple[
+                list[list[bool]], list[list[Any]], list[list[int]], list[tensors.Watched],
+                list[torch.Tensor]]:
+    """Per group and parameter: whether it has a gradient, the address of that gradient's
+    elements laid out as the stepped tensor's (or for a rule that takes row-sparse
+    gradients, the rows it touches, :class:`fastopt.rows.Rows`), and their storage type
+    (copies so laid out, of those that are not, kept alive in the last list); and the
+    parameters with a gradient that are stepped through a dense copy. Every gradient is
+    checked here, before anything is stepped; a parameter whose memory was replaced is
+    followed first (``follow(g, s)`` updates ``watched_groups``). A DTensor's is its local
+    shard's, and its gradient's local shard's."""
+    active, addresses, kinds, staged, scratch = [], [], [], [], []
+    index, sparse = 0, rule.gradient == "rows"
+    matrix = rule.matrix is not None
+    for g, watched in enumerate(watched_groups):
+        marks = [False] * len(watched)
+        grads: list[torch.Tensor | None] = [None] * len(watched)
+        touched: list[Any] = [None] * len(watched)
+        for s, w in enumerate(watched):
+            p = w.param
+            if (dtensor.local(p) if w.distributed else p).data_ptr() != w.address:
+                follow(g, s)
+                w = watched[s]
+            grad = p.grad
+            if grad is None:
+                continue
+            if matrix and p.is_complex():  # as torch's Muon, at step
+                raise RuntimeError(f"{rule.name} does not support complex parameters")
+            marks[s] = True
+            if w.stepped is not w.shard:
+                staged.append(w)
+            if sparse:  # row-sparse: the rows it touches (and its values, held alive)
+                touched[s] = tensors.sparse_rows(f"params[{index + s}]", grad, w.stepped)
+            else:
+                grads[s] = grad
+        active.append(marks)
+        if sparse:
+            addresses.append(touched)
+            kinds.append([-1] * len(watched))
+        else:
+            where, kind = gather(watched, grads, index, scratch)
+            addresses.append(where)
+            kinds.append(kind)
+        index += len(watched)
+    return active, addresses, kinds, staged, scratch
 
 
 def gather(watched: list[tensors.Watched], grads: list[torch.Tensor | None], first: int,

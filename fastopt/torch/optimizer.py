@@ -178,7 +178,8 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
         inverse = 1.0 if scale is None else 1.0 / float(scale)
         if self._dirty:
             self._take_state_in()
-        active, addresses, kinds, staged, scratch = self._gradients()
+        active, addresses, kinds, staged, scratch = gradients.collect(
+            self._watched, self.rule, self._follow)
         checked = self._engine.check(self.param_groups)
 
         def bind(g: int, run: Run, table: Any, slots: list[int]) -> None:
@@ -270,51 +271,6 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
             table.bind_grad_addresses([where[s] for s in slots], kinds[slots[0]])
 
         self._staged(staged, lambda: self._engine.step_slots(checked, bind, chosen))
-
-    def _gradients(self) -> tuple[list[list[bool]], list[list[Any]], list[list[int]],
-                                  list[tensors.Watched], list[torch.Tensor]]:
-        """Per group and parameter: whether it has a gradient, the address of that gradient's
-        elements laid out as the stepped tensor's (or for a rule that takes row-sparse
-        gradients, the rows it touches, :class:`fastopt.rows.Rows`), and their storage type
-        (copies so laid out, of those that are not, kept alive in the last list); and the
-        parameters with a gradient that are stepped through a dense copy. Every
-        gradient is checked here, before anything is stepped; a parameter whose memory was
-        replaced is followed first. A DTensor's is its local shard's, and its gradient's local
-        shard's."""
-        active, addresses, kinds, staged, scratch = [], [], [], [], []
-        index, sparse = 0, self.rule.gradient == "rows"
-        matrix = self.rule.matrix is not None
-        for g, watched in enumerate(self._watched):
-            marks = [False] * len(watched)
-            grads: list[torch.Tensor | None] = [None] * len(watched)
-            touched: list[Any] = [None] * len(watched)
-            for s, w in enumerate(watched):
-                p = w.param
-                if (dtensor.local(p) if w.distributed else p).data_ptr() != w.address:
-                    self._follow(g, s)
-                    w = watched[s]
-                grad = p.grad
-                if grad is None:
-                    continue
-                if matrix and p.is_complex():  # as torch's Muon, at step
-                    raise RuntimeError(f"{self.rule.name} does not support complex parameters")
-                marks[s] = True
-                if w.stepped is not w.shard:
-                    staged.append(w)
-                if sparse:  # row-sparse: the rows it touches (and its values, held alive)
-                    touched[s] = tensors.sparse_rows(f"params[{index + s}]", grad, w.stepped)
-                else:
-                    grads[s] = grad
-            active.append(marks)
-            if sparse:
-                addresses.append(touched)
-                kinds.append([-1] * len(watched))
-            else:
-                where, kind = gradients.gather(watched, grads, index, scratch)
-                addresses.append(where)
-                kinds.append(kind)
-            index += len(watched)
-        return active, addresses, kinds, staged, scratch
 
     def _follow(self, g: int, s: int) -> None:
         """Step parameter ``s`` of group ``g`` where its memory is now (``p.data = ...``, a
