@@ -611,3 +611,19 @@ def pytest_report_header(config):
     import fastopt
 
     return f"fastopt {fastopt.__version__} from {fastopt.__file__} (openmp={fastopt.OPENMP})"
+
+
+# Modules whose subject is the same for every build and NumPy release: runs over several
+# processes, the oracle packages, torch's optimizer database, the benchmark and demo command
+# lines. .ci/run's first suite runs them; its later suites (serial build, oldest NumPy, newest
+# Python) leave them out (-m "not matrix and not once"), which keeps CI's time in bounds.
+ONCE = {"test_torch_distributed", "test_torch_fsdp", "test_torch_ecosystem",
+        "test_torch_optim_db", "test_bench_cli", "test_bench_distributed", "test_bench_outside",
+        "test_demos", "test_oracles_elementwise", "test_oracles_low_precision",
+        "test_oracles_schedule_free", "test_oracles_sparse_adam", "test_oracles_trust"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in ONCE:
+            item.add_marker(pytest.mark.once)
