@@ -234,13 +234,8 @@ def lbfgs_(param: np.ndarray, closure: Callable[[], tuple[Any, np.ndarray]],
         into[...] = validation.like("grad", grad, param, "param", writable=False).reshape(-1)
         return float(loss)
 
-    start = param.copy()
-    try:
-        loss, memory = lbfgs.lbfgs_step(lbfgs.FlatParams([param], param.dtype, evaluate),
-                                        memory, **hypers)
-    except BaseException:
-        param[...] = start
-        raise
+    loss, memory = lbfgs.step_or_restore(lbfgs.FlatParams([param], param.dtype, evaluate),
+                                         memory, **hypers)
     state.clear()
     state.update(memory.entries())
     return loss

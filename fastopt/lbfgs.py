@@ -164,6 +164,19 @@ class FlatParams:
             a[...] = piece
 
 
+def step_or_restore(flat: FlatParams, memory: Memory, **hypers: Any) -> tuple[Any, Memory]:
+    """:func:`lbfgs_step`, and if it raises (a closure that raises, a bad gradient) the
+    parameters put back at the point it started from before the error goes on: ``memory`` is
+    never modified, so with the point restored the caller has nothing left to undo."""
+    start = np.empty(flat.n, flat.grad.dtype)
+    flat.save(start)
+    try:
+        return lbfgs_step(flat, memory, **hypers)
+    except BaseException:
+        flat.restore(start)
+        raise
+
+
 def _direction(memory: Memory, g: np.ndarray) -> np.ndarray:
     """The two-loop recursion: -H g for L-BFGS's inverse-Hessian estimate H. Each round is one
     pass (:func:`~fastopt._kernels.kernels.axpy_dot`): its update, and the dot product the next

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import validation
 from ..flat import first_overlap
-from ..lbfgs import FlatParams, Memory, lbfgs_step, memory_from_entries
+from ..lbfgs import FlatParams, Memory, memory_from_entries, step_or_restore
 
 Closure = Callable[[], tuple[Any, Sequence[np.ndarray]]]
 
@@ -109,14 +109,9 @@ class LBFGS:
             raise TypeError(f"closure: expected a callable returning (loss, grads), got "
                             f"{type(closure).__name__}")
         hypers = check_hypers(self.param_groups[0])
-        start = np.empty(self._flat.n, self.dtype)
-        self._flat.save(start)
         self._closure = closure
         try:
-            loss, self.memory = lbfgs_step(self._flat, self.memory, **hypers)
-        except BaseException:
-            self._flat.restore(start)
-            raise
+            loss, self.memory = step_or_restore(self._flat, self.memory, **hypers)
         finally:
             self._closure = None
         return loss

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..lbfgs import LINE_SEARCHES, FlatParams, Memory, lbfgs_step, memory_from_entries
+from ..lbfgs import LINE_SEARCHES, FlatParams, Memory, memory_from_entries, step_or_restore
 from .tensors import check_wide
 
 
@@ -120,17 +120,11 @@ class LBFGS(torch.optim.LBFGS):
             return float(loss)
 
         flat = FlatParams(arrays, self._dtype, evaluate)
-        start = np.empty(flat.n, self._dtype)
-        flat.save(start)
         lr = group["lr"]
-        try:
-            _, memory = lbfgs_step(
-                flat, memory, lr=float(lr.item() if isinstance(lr, torch.Tensor) else lr),
-                **{k: group[k] for k in ("max_iter", "max_eval", "tolerance_grad",
-                                         "tolerance_change", "history_size", "line_search_fn")})
-        except BaseException:
-            flat.restore(start)
-            raise
+        _, memory = step_or_restore(
+            flat, memory, lr=float(lr.item() if isinstance(lr, torch.Tensor) else lr),
+            **{k: group[k] for k in ("max_iter", "max_eval", "tolerance_grad",
+                                     "tolerance_change", "history_size", "line_search_fn")})
         self._hand_over(memory)
         return first[0]
 
