@@ -435,7 +435,9 @@ def torch_grad(g, shape):
     indices, values = g
     sparse = torch.from_numpy(indices.copy())[None] if shape else torch.zeros(
         (0, len(indices)), dtype=torch.int64)
-    return torch.sparse_coo_tensor(sparse, torch.from_numpy(values.copy()), shape)
+    # Invariants checked: a test's gradient that breaks them is the test's bug, caught here.
+    return torch.sparse_coo_tensor(sparse, torch.from_numpy(values.copy()), shape,
+                                   check_invariants=True)
 
 
 class GradStream:
