@@ -18,6 +18,12 @@ evaluates; γ = lr, τ = beta2_decay, λ = weight_decay, (ε₁, ε₂) = eps)::
 (``_kernels/factored.pxi``); R and C, rows + cols numbers, are updated here. State entries
 are torch's: ``step`` and ``row_var`` (shape ``[..., rows, 1]``) with ``col_var``
 (``[..., 1, cols]``), or ``variance`` (the parameter's shape).
+
+Storage (fastopt.rules.storage, as every rule's): a bfloat16 or float16 parameter, or a
+gradient of another dtype than its parameter's, is stepped in float32 on a copy of its values,
+then stored rounded as ``rounding`` says (``kahan_comp`` holding Kahan's compensation); the
+state is float32 by default, or ``state_dtype`` (bfloat16, float16), rounded to nearest. 8-bit
+state is refused: the factored state is a row and a column per matrix, not blocks of elements.
 """
 
 from __future__ import annotations
@@ -30,9 +36,16 @@ import numpy as np
 
 from . import validation
 from ._kernels import kernels
+from .rules.storage import COMPENSATION, ROUNDING, Storage, StateDtype, refuse_8bit
 
+STORAGE_DEFAULTS = {"state_dtype": None, "rounding": None, "seed": 0}
 DEFAULTS = {"lr": 1e-2, "beta2_decay": -0.8, "eps": (None, 1e-3), "d": 1.0,
-            "weight_decay": 0.0, "maximize": False}
+            "weight_decay": 0.0, "maximize": False, **STORAGE_DEFAULTS}
+ROLES = ("row_var", "col_var", "variance")
+ARRAYS = (*ROLES, COMPENSATION)  # the state arrays a parameter may have, by name
+_SEED = validation.Integer(0, 2**64 - 1)
+_refuse_8bit = refuse_8bit("Adafactor", "its factored state is a row and a column per matrix, "
+                                        "not blocks of a tensor's elements")
 
 
 class Hypers(NamedTuple):
@@ -43,13 +56,16 @@ class Hypers(NamedTuple):
     d: float
     weight_decay: float
     maximize: bool
+    storage: Storage
 
 
 def check_hypers(group: Mapping[str, Any]) -> Hypers:
-    """A group's hyper-parameters, checked (torch's bounds: lr, ε and λ ≥ 0, τ ≤ 0, d ≥ 1)."""
+    """A group's hyper-parameters, checked (torch's bounds: lr, ε and λ ≥ 0, τ ≤ 0, d ≥ 1);
+    the storage options a group leaves out are the defaults."""
     eps = group["eps"]
     if not isinstance(eps, (tuple, list)) or len(eps) != 2:
         raise TypeError(f"eps: expected a pair (eps1 or None, eps2), got {eps!r}")
+    storage = group_storage(group)
     return Hypers(
         lr=validation.Real()("lr", group["lr"]),
         beta2_decay=validation.Real(low=-math.inf, high=0.0)("beta2_decay", group["beta2_decay"]),
@@ -58,7 +74,22 @@ def check_hypers(group: Mapping[str, Any]) -> Hypers:
         d=validation.Real(low=1.0)("d", group["d"]),
         weight_decay=validation.Real()("weight_decay", group["weight_decay"]),
         maximize=validation.Flag()("maximize", group["maximize"]),
+        storage=storage,
     )
+
+
+def group_storage(group: Mapping[str, Any]) -> Storage:
+    """A group's storage options, checked (the defaults where it has none)."""
+    stored = {**STORAGE_DEFAULTS, **{k: group[k] for k in STORAGE_DEFAULTS if k in group}}
+    storage = Storage(StateDtype()("state_dtype", stored["state_dtype"]),
+                      ROUNDING("rounding", stored["rounding"]), _SEED("seed", stored["seed"]))
+    _refuse_8bit(storage)
+    return storage
+
+
+def check_storage(stored: Storage, dtypes: list[np.dtype]) -> None:
+    """Refuse storage options that parameters of these dtypes cannot have, saying why."""
+    stored.check(ROLES, dtypes)
 
 
 def state_shapes(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
@@ -68,15 +99,48 @@ def state_shapes(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     return {"variance": tuple(shape)}
 
 
-def new_state(param: np.ndarray) -> dict[str, Any]:
-    """A parameter's state before its first step (torch's: zeros, step 0)."""
-    return {"step": 0.0, **{key: np.zeros(shape, param.dtype)
-                            for key, shape in state_shapes(param.shape).items()}}
+def state_dtypes(param: np.dtype, stored: Storage) -> dict[str, np.dtype]:
+    """The storage dtype of each state array of a parameter of dtype ``param``."""
+    dtypes = {key: stored.state(key, param) for key in ROLES}
+    if stored.rounding_of(param) == "kahan":
+        dtypes[COMPENSATION] = param
+    return dtypes
+
+
+def new_state(param: np.ndarray, stored: Storage = Storage()) -> dict[str, Any]:
+    """A parameter's state before its first step (torch's: zeros, step 0), in the storage
+    dtypes of ``stored``; a Kahan-rounded parameter's compensation beside it."""
+    shapes = {**state_shapes(param.shape), COMPENSATION: param.shape}
+    return {"step": 0.0, **{key: np.zeros(shapes[key], dtype)
+                            for key, dtype in state_dtypes(param.dtype, stored).items()
+                            if key in shapes}}
+
+
+def check_laid_out(where: str, have: Mapping[str, np.dtype], param: np.dtype,
+                   stored: Storage) -> None:
+    """Refuse storage options other than those a parameter's state was made with (``have``:
+    its state arrays' dtypes by name): a step does not convert state."""
+    want = {k: d for k, d in state_dtypes(param, stored).items()
+            if k in have or k == COMPENSATION}
+    if want != dict(have):
+        shown = {k: str(d) for k, d in have.items()}
+        raise ValueError(f"{where}: its state was made as {shown}; the optimizer keeps a "
+                         "parameter's state as it was created, so its group's state_dtype "
+                         "and rounding cannot change")
+
+
+def machine_eps(dtype: np.dtype) -> float:
+    """The machine epsilon of a parameter dtype (bfloat16's is ml_dtypes', 2⁻⁷)."""
+    if dtype.name == "bfloat16":
+        import ml_dtypes
+
+        return float(ml_dtypes.finfo(dtype).eps)
+    return float(np.finfo(dtype).eps)
 
 
 def group_eps1(h: Hypers, first: np.dtype) -> float:
     """ε₁, or the machine epsilon of ``first``, the group's first stepped parameter's dtype."""
-    return float(np.finfo(first).eps) if h.eps1 is None else h.eps1
+    return machine_eps(first) if h.eps1 is None else h.eps1
 
 
 def step_param(param: np.ndarray, grad: np.ndarray, state: dict[str, Any], h: Hypers,
@@ -113,6 +177,36 @@ def step_param(param: np.ndarray, grad: np.ndarray, state: dict[str, Any], h: Hy
     decay = 1 - h.lr * h.weight_decay if h.weight_decay != 0 else 1.0
     scale = (alpha if h.maximize else -alpha) / denom
     kernels.adafactor_update(param, grad, variance, eps1_sq, True, decay, scale)
+
+
+def step_stored(param: np.ndarray, grad: np.ndarray, state: dict[str, Any], h: Hypers,
+                eps1: float, key: int) -> None:
+    """One Adafactor step of ``param`` of any storage dtype, from ``grad`` of any (its shape),
+    ``state`` in the dtypes of :func:`state_dtypes`: the float32 (float64) step of
+    :func:`step_param` on copies where a dtype is not the compute one, then stored: the state
+    rounded to nearest, the parameter as its rounding says (stochastically from the stream
+    ``key``). Arrays already of the compute dtype are stepped where they are."""
+    compute = np.dtype(np.float64) if param.dtype == np.float64 else np.dtype(np.float32)
+    work = param if param.dtype == compute else param.astype(compute)
+    values = {k: v.astype(compute) if isinstance(v, np.ndarray) and v.dtype != compute else v
+              for k, v in state.items() if k != COMPENSATION}
+    step_param(work, grad.astype(compute, copy=False), values, h, eps1)
+    for k, v in values.items():
+        if isinstance(v, np.ndarray) and v is not state[k]:
+            state[k][...] = v  # rounded to nearest even by the cast
+        else:
+            state[k] = v
+    if work is param:
+        return
+    rounding = h.storage.rounding_of(param.dtype)
+    bits = param.reshape(-1).view(np.uint16)
+    if rounding == "nearest":
+        param[...] = work
+    elif rounding == "stochastic":
+        kernels.store_rounded(work.reshape(-1), bits, key)
+    else:
+        comp = state[COMPENSATION].reshape(-1).view(np.uint16)
+        kernels.store_rounded(work.reshape(-1), bits, comp=comp, half=param.dtype == np.float16)
 
 
 def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:

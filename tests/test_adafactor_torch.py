@@ -139,12 +139,21 @@ def test_a_model_trains_as_with_torch():
 
 
 def test_refuses_what_it_cannot_step():
-    for t in (torch.zeros(3, dtype=torch.bfloat16), torch.zeros(3, dtype=torch.float16)):
-        with pytest.raises(TypeError, match="float32 or float64"):
+    for t in (torch.zeros(3, dtype=torch.int32), torch.zeros(3).to_sparse()):
+        with pytest.raises(TypeError, match="float32, float64, bfloat16 or float16"):
             fot.Adafactor([t])
     opt = fot.Adafactor([torch.zeros(2, 2)])
-    with pytest.raises(TypeError, match="float32 or float64"):
-        opt.add_param_group({"params": [torch.zeros(2, dtype=torch.bfloat16)]})
+    with pytest.raises(TypeError, match="float32, float64, bfloat16 or float16"):
+        opt.add_param_group({"params": [torch.zeros(2, dtype=torch.int64)]})
+    bad = [({"state_dtype": "8bit"}, "8-bit"), ({"rounding": "stochastic"}, "bfloat16 and float16"),
+           ({"rounding": "up"}, "rounding"), ({"state_dtype": "float64"}, "float64")]
+    for kwargs, match in bad:
+        with pytest.raises(ValueError, match=match):
+            opt.add_param_group({"params": [torch.zeros(2)], **kwargs})
+        with pytest.raises(ValueError, match=match):
+            fot.Adafactor([torch.zeros(2)], **kwargs)
+    with pytest.raises(ValueError, match="'stochastic' is for bfloat16"):
+        fot.Adafactor([torch.zeros(2, dtype=torch.float16)], rounding="stochastic")
     assert len(opt.param_groups) == 1
     c = torch.zeros(3, dtype=torch.complex64, requires_grad=True)
     opt = fot.Adafactor([c])  # as torch: refused at the step

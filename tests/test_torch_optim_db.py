@@ -464,12 +464,10 @@ def test_class_is_in_torch_db(name):
     assert hasattr(torch.optim, name), f"torch.optim has no {name}"
     assert issubclass(F(name), torch.optim.Optimizer)
     mine, torchs = inspect.signature(F(name)).parameters, inspect.signature(T(name)).parameters
-    # torch's signature, then the storage options every fastopt rule takes (Adafactor, no
-    # rule of the engine, keeps its state in its parameters' dtype: torch's signature alone)
+    # torch's signature, then the storage options every fastopt rule takes
     assert list(mine)[:len(torchs)] == list(torchs)
     assert all(mine[k] == torchs[k] for k in torchs)
-    storage = [] if name == "Adafactor" else ["state_dtype", "rounding", "seed"]
-    assert list(mine)[len(torchs):] == storage
+    assert list(mine)[len(torchs):] == ["state_dtype", "rounding", "seed"]
 
 
 # --------------------------------------------------------------------------------------------

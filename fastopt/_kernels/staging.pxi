@@ -169,3 +169,50 @@ def round_to_bfloat16(float[::1] values):
     with nogil:
         for i in range(values.shape[0]):
             values[i] = fastopt_from_bf16(fastopt_to_bf16(values[i]))
+
+
+cdef void rounded_piece(const float* new, uint16_t* p, uint16_t* c, Py_ssize_t start,
+                        Py_ssize_t n, bint kahan, uint32_t key, bint half) noexcept nogil:
+    """Elements [start, start + n) of store_rounded, n at most STAGE."""
+    cdef float old[STAGE]
+    if not kahan:
+        fastopt_store_bf16_stochastic(new + start, p + start, n, key, <uint32_t>start)
+        return
+    load(FLOAT16 if half else BFLOAT16, <const char*>(p + start), old, n)
+    fastopt_store_kahan(old, new + start, p + start, c + start, n, half)
+
+
+def stream_key(uint64_t seed, uint64_t step, uint64_t parameter):
+    """The 32-bit key of a parameter's stochastic rounding stream at a step (the one the
+    tables' kernels draw from: ``parameter`` is ``group << 32 | index in the group``)."""
+    return fastopt_stream_key(seed, step, parameter)
+
+
+def store_rounded(const float[::1] new, uint16_t[::1] param, uint32_t key=0,
+                  uint16_t[::1] comp=None, bint half=False):
+    """Store float32 ``new`` into ``param`` (the bits of a bfloat16 or, with ``half``, float16
+    array of its length) as a step's kernel stores its parameter: rounded stochastically from
+    the stream ``key`` (element i drawing the stream's i-th number), or, given ``comp`` (the
+    compensation, of param's type), by the compensated update from param's current values.
+    For a rule stepped outside the segment tables (Adafactor); in pieces of STAGE elements,
+    in parallel from the serial threshold on, the same for any thread count."""
+    cdef Py_ssize_t n = new.shape[0], pieces = (n + STAGE - 1) // STAGE, k
+    cdef bint kahan = comp is not None
+    if param.shape[0] != n or (kahan and comp.shape[0] != n):
+        raise ValueError(f"store_rounded: expected {n} elements in param and comp")
+    if not kahan and half:
+        raise ValueError("store_rounded: stochastic rounding is to bfloat16")
+    if n == 0:
+        return
+    cdef const float* src = &new[0]
+    cdef uint16_t* p = &param[0]
+    cdef uint16_t* c = &comp[0] if kahan else NULL
+    if n >= serial_threshold and team_size() > 1:
+        for k in prange(pieces, nogil=True, schedule="static", num_threads=team_size()):
+            rounded_piece(src, p, c, k * STAGE, min(n - k * STAGE, <Py_ssize_t>STAGE), kahan,
+                          key, half)
+    else:
+        with nogil:
+            for k in range(pieces):
+                rounded_piece(src, p, c, k * STAGE, min(n - k * STAGE, <Py_ssize_t>STAGE),
+                              kahan, key, half)

@@ -33,6 +33,7 @@ import numpy as np
 
 import fastopt
 from fastopt._kernels import kernels
+from fastopt.adafactor import STORAGE_DEFAULTS
 from fastopt.reference import adafactor as reference_adafactor
 from fastopt.reference import lbfgs as reference_lbfgs
 
@@ -79,7 +80,7 @@ def adafactor_contenders(dtype: np.dtype, size: int) -> tuple[Contenders, int, s
     param = rng.standard_normal(shape).astype(dtype)
     grad = rng.standard_normal(shape).astype(dtype)
     opt = fastopt.Adafactor([param.copy()], **OPTIONS["Adafactor"])
-    h = dict(opt.defaults)
+    h = {k: v for k, v in opt.defaults.items() if k not in STORAGE_DEFAULTS}  # the rule's
     if h["eps"][0] is None:  # the parameter's machine epsilon, as torch takes it
         h["eps"] = (float(np.finfo(dtype).eps), h["eps"][1])
 

@@ -54,15 +54,15 @@ try:
 except ImportError as error:  # fastopt itself does not need torch; this module does
     raise ImportError("fastopt.torch needs PyTorch (pip install torch)") from error
 
-import inspect
 from typing import Any
 
 from ..optim.optimizer import mode_methods
 from ..rules import RULES, Rule
 from .adafactor import Adafactor
 from .lbfgs import LBFGS
-from .optimizer import STORAGE_HYPERS, Optimizer
+from .optimizer import Optimizer
 from .overlap import StepInBackward, step_in_backward
+from .state_dicts import with_storage
 
 
 # torch.optim's classes that start state from their constructor's value of a hyper-parameter
@@ -82,10 +82,7 @@ def optimizer_class(rule: Rule) -> type[Optimizer]:
     if torch_class is not None:
         namespace["starts_from_defaults"] = _STARTS_FROM_DEFAULTS.get(rule.torch_name, ())
         cls = type(rule.name, (Optimizer, torch_class), namespace)
-        theirs = inspect.signature(torch_class)  # and the storage options every rule takes
-        cls.__signature__ = theirs.replace(parameters=[*theirs.parameters.values(), *(
-            inspect.Parameter(h.name, inspect.Parameter.KEYWORD_ONLY, default=h.default)
-            for h in STORAGE_HYPERS)])
+        cls.__signature__ = with_storage(torch_class)
         return cls
     signature = rule.signature()
 

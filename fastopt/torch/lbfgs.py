@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..lbfgs import LINE_SEARCHES, FlatParams, Memory, memory_from_entries, step_or_restore
-from .tensors import check_wide
+from .tensors import check_dense
 
 
 def _scalar_value(value: Any, dtype: np.dtype) -> Any:
@@ -70,7 +70,7 @@ class LBFGS(torch.optim.LBFGS):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for i, p in enumerate(self._params):
-            check_wide(f"params[{i}]", p)
+            check_dense(f"params[{i}]", p)
             if p.dtype != self._params[0].dtype:
                 raise TypeError(f"params[{i}]: expected dtype {self._params[0].dtype} like "
                                 f"params[0] (L-BFGS steps one vector), got {p.dtype}")

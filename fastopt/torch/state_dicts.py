@@ -5,6 +5,7 @@ loads is checked, and taken into the engine, or refused with everything as it wa
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -14,6 +15,14 @@ from . import entries
 from .state import Entry
 
 STORAGE_HYPERS = storage_hypers()
+
+
+def with_storage(torch_class: type) -> inspect.Signature:
+    """A torch.optim class's signature, then the storage options every fastopt rule takes."""
+    theirs = inspect.signature(torch_class)
+    return theirs.replace(parameters=[*theirs.parameters.values(), *(
+        inspect.Parameter(h.name, inspect.Parameter.KEYWORD_ONLY, default=h.default)
+        for h in STORAGE_HYPERS)])
 
 
 class StateDicts:

@@ -80,15 +80,17 @@ def overlaps_itself(t: torch.Tensor) -> bool:
     return False
 
 
-WIDE = (torch.float32, torch.float64)  # what the rules outside the engine step
+WIDE = (torch.float32, torch.float64)  # what L-BFGS, outside the engine, steps
+REAL = WIDE + LOW  # what Adafactor, outside the engine, steps
 
 
-def check_wide(name: str, p: torch.Tensor) -> None:
+def check_dense(name: str, p: torch.Tensor, dtypes: tuple[torch.dtype, ...] = WIDE) -> None:
     """Refuse a parameter that a rule outside the engine (Adafactor, L-BFGS) cannot step: it
-    takes dense CPU float32 and float64 tensors only."""
-    if p.device.type != "cpu" or p.is_sparse or p.dtype not in WIDE:
-        raise TypeError(f"{name}: expected a dense CPU float32 or float64 tensor, "
-                        f"got {p.dtype} on {p.device}")
+    takes dense CPU tensors of ``dtypes`` only."""
+    if p.device.type != "cpu" or p.is_sparse or p.dtype not in dtypes:
+        names = [str(d).removeprefix("torch.") for d in dtypes]
+        raise TypeError(f"{name}: expected a dense CPU {', '.join(names[:-1])} or {names[-1]} "
+                        f"tensor, got {p.dtype} on {p.device}")
 
 
 def check_param(name: str, p: torch.Tensor) -> None:
