@@ -183,30 +183,38 @@ def step_stored(param: np.ndarray, grad: np.ndarray, state: dict[str, Any], h: H
                 eps1: float, key: int) -> None:
     """One Adafactor step of ``param`` of any storage dtype, from ``grad`` of any (its shape),
     ``state`` in the dtypes of :func:`state_dtypes`: the float32 (float64) step of
-    :func:`step_param` on copies where a dtype is not the compute one, then stored: the state
-    rounded to nearest, the parameter as its rounding says (stochastically from the stream
-    ``key``). Arrays already of the compute dtype are stepped where they are."""
-    compute = np.dtype(np.float64) if param.dtype == np.float64 else np.dtype(np.float32)
-    work = param if param.dtype == compute else param.astype(compute)
-    values = {k: v.astype(compute) if isinstance(v, np.ndarray) and v.dtype != compute else v
+    :func:`step_param` on float32 copies of what is stored in 16 bits, widened and stored by
+    the kernels as every rule's: the state rounded to nearest, the parameter as its rounding
+    says (stochastically from the stream ``key``). Arrays of the compute dtype are stepped
+    where they are."""
+    work = _widened(param)
+    values = {k: _widened(v) if isinstance(v, np.ndarray) else v
               for k, v in state.items() if k != COMPENSATION}
-    step_param(work, grad.astype(compute, copy=False), values, h, eps1)
+    step_param(work, _widened(grad), values, h, eps1)
     for k, v in values.items():
         if isinstance(v, np.ndarray) and v is not state[k]:
-            state[k][...] = v  # rounded to nearest even by the cast
+            _store(v, state[k], "nearest")
         else:
             state[k] = v
-    if work is param:
-        return
-    rounding = h.storage.rounding_of(param.dtype)
-    bits = param.reshape(-1).view(np.uint16)
-    if rounding == "nearest":
-        param[...] = work
-    elif rounding == "stochastic":
-        kernels.store_rounded(work.reshape(-1), bits, key)
-    else:
-        comp = state[COMPENSATION].reshape(-1).view(np.uint16)
-        kernels.store_rounded(work.reshape(-1), bits, comp=comp, half=param.dtype == np.float16)
+    if work is not param:
+        _store(work, param, h.storage.rounding_of(param.dtype), key, state.get(COMPENSATION))
+
+
+def _widened(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when of a compute dtype (float32, float64), else its values in float32."""
+    if a.dtype.itemsize != 2:
+        return a
+    out = np.empty(a.shape, np.float32)
+    kernels.widen_bits(a.reshape(-1).view(np.uint16), out.reshape(-1), a.dtype == np.float16)
+    return out
+
+
+def _store(values: np.ndarray, to: np.ndarray, rounding: str, key: int = 0,
+           comp: np.ndarray | None = None) -> None:
+    """float32 ``values`` stored into the 16-bit array ``to`` as ``rounding`` says."""
+    kernels.store_rounded(values.reshape(-1), to.reshape(-1).view(np.uint16), rounding, key,
+                          None if comp is None else comp.reshape(-1).view(np.uint16),
+                          to.dtype == np.float16)
 
 
 def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import fastopt
+from fastopt._kernels import kernels
 from fastopt.adafactor import machine_eps
 from fastopt.reference import adafactor as reference_adafactor
 from fastopt.reference.storage import round_stochastic, store_kahan, stream_key
@@ -158,6 +159,37 @@ def test_compensated_float16_follows_the_float32_trajectory():
         scale = float(np.abs(w).max())  # (measured: 3e-6 of it; the parameter alone 2.4e-4)
         np.testing.assert_allclose(total, w, rtol=0, atol=2e-5 * scale)
         assert np.abs(p.astype(np.float32) - w).max() > 1e-4 * scale
+
+
+EDGES = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, 3.4e38, 65504, 65520,
+                  1.00390625, 1.01171875, -2.5e-8], np.float32)
+
+
+@pytest.mark.parametrize("dtype", [BF16, F16], ids=["bfloat16", "float16"])
+def test_the_kernels_conversions_are_numpys(dtype):
+    """kernels.store_rounded (to nearest) and kernels.widen_bits, which Adafactor's
+    low-precision step uses, convert as NumPy's casts do (ml_dtypes' for bfloat16): NaN, ±Inf,
+    signed zeros, subnormals, overflow, ties; over parallel pieces too; bad lengths and
+    stochastic rounding to float16 refused."""
+    half = dtype == F16
+    values = np.concatenate([EDGES, np.random.default_rng(0).standard_normal(400_000)
+                             .astype(np.float32)])
+    stored = np.zeros(values.size, dtype)
+    kernels.store_rounded(values, stored.view(np.uint16), "nearest", half=half)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(_bits(stored), _bits(values.astype(dtype)))
+    back = np.empty(values.size, np.float32)
+    kernels.widen_bits(stored.view(np.uint16), back, half)
+    np.testing.assert_array_equal(back.view(np.uint32), stored.astype(np.float32).view(np.uint32))
+    with pytest.raises(ValueError, match="elements"):
+        kernels.store_rounded(values[:3], stored.view(np.uint16)[:2], "nearest", half=half)
+    with pytest.raises(ValueError, match="elements"):
+        kernels.store_rounded(values[:3], stored.view(np.uint16)[:3], "kahan", half=half)
+    with pytest.raises(ValueError, match="elements"):
+        kernels.widen_bits(stored.view(np.uint16)[:3], back[:2], half)
+    if half:
+        with pytest.raises(ValueError, match="bfloat16"):
+            kernels.store_rounded(values[:3], stored.view(np.uint16)[:3], "stochastic", half=True)
 
 
 def _train_stochastic(threads):

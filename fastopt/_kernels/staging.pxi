@@ -171,15 +171,41 @@ def round_to_bfloat16(float[::1] values):
             values[i] = fastopt_from_bf16(fastopt_to_bf16(values[i]))
 
 
-cdef void rounded_piece(const float* new, uint16_t* p, uint16_t* c, Py_ssize_t start,
-                        Py_ssize_t n, bint kahan, uint32_t key, bint half) noexcept nogil:
-    """Elements [start, start + n) of store_rounded, n at most STAGE."""
+# What convert_piece does to a piece: widen low-precision values to float32, or store float32
+# ones rounded as a parameter's rounding says.
+cdef enum:
+    FROM_LOW, TO_NEAREST, TO_STOCHASTIC, TO_KAHAN
+
+
+cdef void convert_piece(int op, const float* new, float* wide, uint16_t* p, uint16_t* c,
+                        Py_ssize_t start, Py_ssize_t n, uint32_t key, bint half) noexcept nogil:
+    """Elements [start, start + n) of widen_bits or store_rounded, n at most STAGE."""
     cdef float old[STAGE]
-    if not kahan:
+    cdef int storage = FLOAT16 if half else BFLOAT16
+    if op == FROM_LOW:
+        load(storage, <const char*>(p + start), wide + start, n)
+    elif op == TO_NEAREST:
+        store(storage, new + start, <char*>(p + start), n)
+    elif op == TO_STOCHASTIC:
         fastopt_store_bf16_stochastic(new + start, p + start, n, key, <uint32_t>start)
-        return
-    load(FLOAT16 if half else BFLOAT16, <const char*>(p + start), old, n)
-    fastopt_store_kahan(old, new + start, p + start, c + start, n, half)
+    else:
+        load(storage, <const char*>(p + start), old, n)
+        fastopt_store_kahan(old, new + start, p + start, c + start, n, half)
+
+
+cdef void convert(int op, const float* new, float* wide, uint16_t* p, uint16_t* c,
+                  Py_ssize_t n, uint32_t key, bint half) noexcept nogil:
+    """convert_piece over n elements in pieces of STAGE, in parallel from the serial
+    threshold on: each element's result is the same for any thread count."""
+    cdef Py_ssize_t pieces = (n + STAGE - 1) // STAGE, k
+    if n >= serial_threshold and team_size() > 1:
+        for k in prange(pieces, schedule="static", num_threads=team_size()):
+            convert_piece(op, new, wide, p, c, k * STAGE, min(n - k * STAGE, <Py_ssize_t>STAGE),
+                          key, half)
+    else:
+        for k in range(pieces):
+            convert_piece(op, new, wide, p, c, k * STAGE, min(n - k * STAGE, <Py_ssize_t>STAGE),
+                          key, half)
 
 
 def stream_key(uint64_t seed, uint64_t step, uint64_t parameter):
@@ -188,31 +214,32 @@ def stream_key(uint64_t seed, uint64_t step, uint64_t parameter):
     return fastopt_stream_key(seed, step, parameter)
 
 
-def store_rounded(const float[::1] new, uint16_t[::1] param, uint32_t key=0,
+def widen_bits(const uint16_t[::1] bits, float[::1] out, bint half=False):
+    """``out`` ← the values of ``bits`` (a bfloat16 or, with ``half``, float16 array's) in
+    float32, as a step's kernel loads them. For a rule stepped outside the segment tables
+    (Adafactor)."""
+    cdef Py_ssize_t n = bits.shape[0]
+    if out.shape[0] != n:
+        raise ValueError(f"widen_bits: expected {n} elements in out, got {out.shape[0]}")
+    if n:
+        with nogil:
+            convert(FROM_LOW, NULL, &out[0], <uint16_t*>&bits[0], NULL, n, 0, half)
+
+
+def store_rounded(const float[::1] new, uint16_t[::1] param, str rounding, uint32_t key=0,
                   uint16_t[::1] comp=None, bint half=False):
     """Store float32 ``new`` into ``param`` (the bits of a bfloat16 or, with ``half``, float16
-    array of its length) as a step's kernel stores its parameter: rounded stochastically from
-    the stream ``key`` (element i drawing the stream's i-th number), or, given ``comp`` (the
-    compensation, of param's type), by the compensated update from param's current values.
-    For a rule stepped outside the segment tables (Adafactor); in pieces of STAGE elements,
-    in parallel from the serial threshold on, the same for any thread count."""
-    cdef Py_ssize_t n = new.shape[0], pieces = (n + STAGE - 1) // STAGE, k
-    cdef bint kahan = comp is not None
-    if param.shape[0] != n or (kahan and comp.shape[0] != n):
-        raise ValueError(f"store_rounded: expected {n} elements in param and comp")
-    if not kahan and half:
+    array of its length) as a step's kernel stores its parameter: ``rounding`` "nearest"
+    (even), "stochastic" (bfloat16 only: element i drawing the i-th number of the stream
+    ``key``), or "kahan" (the compensated update from param's current values, ``comp`` the
+    compensation, of param's type). For a rule stepped outside the segment tables."""
+    cdef Py_ssize_t n = new.shape[0]
+    cdef int op = {"nearest": TO_NEAREST, "stochastic": TO_STOCHASTIC, "kahan": TO_KAHAN}[rounding]
+    if param.shape[0] != n or (op == TO_KAHAN and (comp is None or comp.shape[0] != n)):
+        raise ValueError(f"store_rounded: expected {n} elements in param (and comp, for kahan)")
+    if op == TO_STOCHASTIC and half:
         raise ValueError("store_rounded: stochastic rounding is to bfloat16")
-    if n == 0:
-        return
-    cdef const float* src = &new[0]
-    cdef uint16_t* p = &param[0]
-    cdef uint16_t* c = &comp[0] if kahan else NULL
-    if n >= serial_threshold and team_size() > 1:
-        for k in prange(pieces, nogil=True, schedule="static", num_threads=team_size()):
-            rounded_piece(src, p, c, k * STAGE, min(n - k * STAGE, <Py_ssize_t>STAGE), kahan,
-                          key, half)
-    else:
+    if n:
         with nogil:
-            for k in range(pieces):
-                rounded_piece(src, p, c, k * STAGE, min(n - k * STAGE, <Py_ssize_t>STAGE),
-                              kahan, key, half)
+            convert(op, &new[0], NULL, &param[0], &comp[0] if op == TO_KAHAN else NULL, n, key,
+                    half)
