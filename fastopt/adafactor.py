@@ -36,14 +36,15 @@ import numpy as np
 
 from . import validation
 from ._kernels import kernels
-from .rules.storage import COMPENSATION, ROUNDING, Storage, StateDtype, refuse_8bit
+from .rules.storage import COMPENSATION, Storage, refuse_8bit
+from .rules.storage import hypers as storage_hypers
 
-STORAGE_DEFAULTS = {"state_dtype": None, "rounding": None, "seed": 0}
+STORAGE_HYPERS = storage_hypers()  # every rule's storage options, their defaults and checks
+STORAGE_DEFAULTS = {h.name: h.default for h in STORAGE_HYPERS}
 DEFAULTS = {"lr": 1e-2, "beta2_decay": -0.8, "eps": (None, 1e-3), "d": 1.0,
             "weight_decay": 0.0, "maximize": False, **STORAGE_DEFAULTS}
 ROLES = ("row_var", "col_var", "variance")
 ARRAYS = (*ROLES, COMPENSATION)  # the state arrays a parameter may have, by name
-_SEED = validation.Integer(0, 2**64 - 1)
 _refuse_8bit = refuse_8bit("Adafactor", "its factored state is a row and a column per matrix, "
                                         "not blocks of a tensor's elements")
 
@@ -80,9 +81,8 @@ def check_hypers(group: Mapping[str, Any]) -> Hypers:
 
 def group_storage(group: Mapping[str, Any]) -> Storage:
     """A group's storage options, checked (the defaults where it has none)."""
-    stored = {**STORAGE_DEFAULTS, **{k: group[k] for k in STORAGE_DEFAULTS if k in group}}
-    storage = Storage(StateDtype()("state_dtype", stored["state_dtype"]),
-                      ROUNDING("rounding", stored["rounding"]), _SEED("seed", stored["seed"]))
+    storage = Storage(**{h.name: h.check(h.name, group.get(h.name, h.default))
+                         for h in STORAGE_HYPERS})
     _refuse_8bit(storage)
     return storage
 

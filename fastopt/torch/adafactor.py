@@ -10,7 +10,7 @@ memory (a tensor that is not contiguous is stepped through a contiguous copy, wr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 import numpy as np
@@ -169,18 +169,8 @@ Adafactor.__signature__ = with_storage(torch.optim.Adafactor)  # type: ignore[at
 def _arrays(state: dict[str, Any]) -> Iterator[dict[str, np.ndarray]]:
     """NumPy views of a parameter's state tensors, by name (not ``step``, nor what else a
     user keeps in the entry)."""
-    names = [k for k in ARRAYS if k in state]
-    with _each([_array(state[k]) for k in names]) as arrays:
-        yield dict(zip(names, arrays))
-
-
-@contextmanager
-def _each(managers: list[Any]) -> Iterator[list[Any]]:
-    if not managers:
-        yield []
-        return
-    with managers[0] as first, _each(managers[1:]) as rest:
-        yield [first, *rest]
+    with ExitStack() as stack:
+        yield {k: stack.enter_context(_array(state[k])) for k in ARRAYS if k in state}
 
 
 def _dtypes(p: torch.Tensor, stored: Storage) -> dict[str, torch.dtype]:
