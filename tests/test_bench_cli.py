@@ -206,6 +206,31 @@ def test_the_model_shaped_and_torch_steps_leave_a_rule_of_sparse_gradients_out(t
     assert "torch training SparseAdam" not in proc.stderr
 
 
+@pytest.mark.parametrize("reads_first", [0, 1, 2, 4, 6])
+def test_the_probe_reads_the_first_arrays_in_a_pass_of_their_own(reads_first):
+    import numpy as np
+
+    from fastopt._kernels import kernels
+
+    n = 3 * 4096 + 5  # pieces of a table, and a tail that is not a whole lane block
+    arrays = [np.full(n, float(k + 1), np.float32) for k in range(6)]
+    total = kernels.probe(arrays, reads_first)
+    # the reduction pass read the arrays before the read-write pass changed them
+    assert total == n * sum(range(1, reads_first + 1))
+    assert np.all(arrays[0] == 21.0) and np.all(arrays[1] == 2.0)
+
+
+def test_the_probe_refuses_a_reduction_over_more_arrays_than_it_has():
+    import numpy as np
+
+    from fastopt._kernels import kernels
+
+    arrays = [np.ones(100, np.float32) for _ in range(3)]
+    with pytest.raises(ValueError, match="reads_first"):
+        kernels.probe(arrays, 4)
+    assert all(np.all(a == 1.0) for a in arrays)
+
+
 @pytest.mark.parametrize("name, transfers", [("LAMB", 7 + 4), ("LARS", 5 + 2)])
 def test_a_rule_with_a_reduction_pass_counts_its_reads_twice(name, transfers):
     import numpy as np

@@ -11,8 +11,9 @@ For each optimizer, dtype and size it times, in one run and round by round
 - the roofline probe: a kernel compiled with fastopt's, run like a step (same pieces, same
   parallel region), that reads and writes exactly the arrays the step must
   (:data:`.optimizers.ACCESS`, from each rule's state roles) with one addition per array and
-  element. No step can move its bytes faster on this machine, so ``probe time / step time``
-  is the fraction of the roofline reached.
+  element, after a read-only pass over the arrays a rule's reduction pass reads (LAMB's and
+  LARS's norms). No step can move its bytes faster on this machine, so
+  ``probe time / step time`` is the fraction of the roofline reached.
 
 It also times a model-shaped step, 200 tensors of mixed shapes (:mod:`.model_shaped`), and,
 with torch installed, a torch CPU training step, the optimizer step alone and the whole step,

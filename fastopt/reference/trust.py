@@ -23,7 +23,7 @@ __all__ = ["lamb", "lars"]
 # shorter); in a piece, element i is added to accumulator i % LANES, in order; the LANES
 # accumulators are added in index order, and the pieces' sums in order, from 0.
 PIECE = 4096
-LANES = 8
+LANES = 16
 # pytorch-optimizer clamps LAMB's ‖p‖ to this (``Lamb.clamp``).
 MAX_WEIGHT_NORM = 10.0
 

@@ -16,7 +16,7 @@
 # alphabetical order).
 
 cdef enum:
-    TRUST_LANES = 8
+    TRUST_LANES = 16
 
 
 cdef inline void add_squares(double* first, double* second, Py_ssize_t j, floating x,
