@@ -36,6 +36,7 @@ import numpy as np
 
 from . import validation
 from ._kernels import kernels
+from .stored import store, widened
 from .rules.storage import COMPENSATION, Storage, refuse_8bit
 from .rules.storage import hypers as storage_hypers
 
@@ -187,34 +188,17 @@ def step_stored(param: np.ndarray, grad: np.ndarray, state: dict[str, Any], h: H
     the kernels as every rule's: the state rounded to nearest, the parameter as its rounding
     says (stochastically from the stream ``key``). Arrays of the compute dtype are stepped
     where they are."""
-    work = _widened(param)
-    values = {k: _widened(v) if isinstance(v, np.ndarray) else v
+    work = widened(param)
+    values = {k: widened(v) if isinstance(v, np.ndarray) else v
               for k, v in state.items() if k != COMPENSATION}
-    step_param(work, _widened(grad), values, h, eps1)
+    step_param(work, widened(grad), values, h, eps1)
     for k, v in values.items():
         if isinstance(v, np.ndarray) and v is not state[k]:
-            _store(v, state[k], "nearest")
+            store(v, state[k], "nearest")
         else:
             state[k] = v
     if work is not param:
-        _store(work, param, h.storage.rounding_of(param.dtype), key, state.get(COMPENSATION))
-
-
-def _widened(a: np.ndarray) -> np.ndarray:
-    """``a`` itself when of a compute dtype (float32, float64), else its values in float32."""
-    if a.dtype.itemsize != 2:
-        return a
-    out = np.empty(a.shape, np.float32)
-    kernels.widen_bits(a.reshape(-1).view(np.uint16), out.reshape(-1), a.dtype == np.float16)
-    return out
-
-
-def _store(values: np.ndarray, to: np.ndarray, rounding: str, key: int = 0,
-           comp: np.ndarray | None = None) -> None:
-    """float32 ``values`` stored into the 16-bit array ``to`` as ``rounding`` says."""
-    kernels.store_rounded(values.reshape(-1), to.reshape(-1).view(np.uint16), rounding, key,
-                          None if comp is None else comp.reshape(-1).view(np.uint16),
-                          to.dtype == np.float16)
+        store(work, param, h.storage.rounding_of(param.dtype), key, state.get(COMPENSATION))
 
 
 def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:

@@ -8,6 +8,14 @@ arrays, ``fastopt.torch.LBFGS``) differ only in how a closure yields its loss an
 
 A step builds its new memory aside and hands it back whole, so a closure that raises leaves
 the previous memory as it was (the front ends put the parameters back).
+
+Storage (fastopt.rules.storage): bfloat16 and float16 parameters are stepped in float32, the
+dtype of the gradient buffer and of the whole memory; each ``x ← x + t·d`` is computed in
+float32 from the stored values and stored rounded as ``rounding`` says. Stochastically, the
+stream is keyed by (seed, iteration, parameter), so every trial point of one line search is
+rounded with the same random bits and the accepted one, added again, is the point its gradient
+was taken at. With Kahan's compensation (a flat vector ``kahan_comp`` of the parameters'
+dtype) the compensation is part of the point: saved and restored with the parameters.
 """
 
 from __future__ import annotations
@@ -20,10 +28,67 @@ import numpy as np
 from ._kernels import kernels
 from .clip import abs_max
 from .line_search import strong_wolfe
+from .rules.storage import COMPENSATION, LOW, Storage, name_of
+from .rules.storage import dtype as storage_dtype
+from .rules.storage import hypers as storage_hypers
+from .stored import store, widened
 
 LINE_SEARCHES = (None, "strong_wolfe")
+STORAGE_HYPERS = storage_hypers()  # every rule's storage options, their defaults and checks
+STORAGE_DEFAULTS = {h.name: h.default for h in STORAGE_HYPERS}
 # y·s at or below this is not curvature worth remembering (torch's constant)
 _MIN_CURVATURE = 1e-10
+
+
+def compute_dtype(param: np.dtype) -> np.dtype:
+    """The dtype a step computes in, and keeps its memory in, for parameters of ``param``."""
+    return np.dtype(np.float64) if param == np.float64 else np.dtype(np.float32)
+
+
+def group_storage(group: dict[str, Any], param: np.dtype) -> Storage:
+    """The storage options of ``group`` (the defaults where it has none), checked for
+    parameters of dtype ``param``."""
+    stored = Storage(**{h.name: h.check(h.name, group.get(h.name, h.default))
+                        for h in STORAGE_HYPERS})
+    wide = compute_dtype(param)
+    chosen = stored.state_dtype
+    if chosen is not None and (isinstance(chosen, tuple) or storage_dtype(chosen) != wide):
+        # its passes (the two-loop recursion's dot products and updates) read the memory's
+        # vectors in the compute dtype: kept in 16 or 8 bits they would be widened in every
+        # pass, each of them every iteration
+        shown = dict(chosen) if isinstance(chosen, tuple) else chosen
+        raise ValueError(f"state_dtype: L-BFGS keeps its memory (the direction, the curvature "
+                         f"pairs, the last gradient) in the dtype it computes in, "
+                         f"{name_of(wide)} for {param.name} parameters; got {shown!r}")
+    stored.check((), [param])
+    return stored
+
+
+def _floating(a: np.ndarray) -> bool:
+    """Whether ``a`` holds floating values (ml_dtypes' bfloat16 is no NumPy kind "f")."""
+    return a.dtype.kind == "f" or a.dtype.name in LOW
+
+
+def new_compensation(stored: Storage, param: np.dtype, n: int) -> np.ndarray | None:
+    """Zeros for the flat Kahan compensation of n parameter elements, where they have one."""
+    return np.zeros(n, param) if stored.rounding_of(param) == "kahan" else None
+
+
+def loaded_compensation(entry: dict[str, Any], comp: np.ndarray | None,
+                        as_array: Callable[[str, Any], np.ndarray]) -> np.ndarray | None:
+    """The compensation a loaded state entry holds (zeros where it has none: a dict saved by
+    torch.optim.LBFGS), checked against ``comp``, the optimizer's own (None: it keeps none)."""
+    if COMPENSATION not in entry:
+        return None if comp is None else np.zeros_like(comp)
+    where = f"state_dict['state'][0][{COMPENSATION!r}]"
+    if comp is None:
+        raise ValueError(f"{where}: this optimizer keeps no compensation (it rounds its "
+                         "parameters otherwise, or they are not bfloat16 or float16)")
+    a = np.asarray(as_array(COMPENSATION, entry[COMPENSATION]))
+    if a.shape != comp.shape or not _floating(a):
+        raise ValueError(f"{where}: expected a float vector of the {comp.size} parameter "
+                         f"elements, got {a.dtype} of shape {a.shape}")
+    return a.astype(comp.dtype)
 
 
 @dataclass
@@ -88,7 +153,7 @@ def memory_from_entries(entry: Any, n: int, dtype: np.dtype, as_array: Callable[
         if a.shape != (n,):
             raise ValueError(f"state_dict['state'][0][{key!r}]: expected a vector of the "
                              f"{n} parameter elements, got shape {a.shape}")
-        if a.dtype.kind != "f":
+        if not _floating(a):
             raise TypeError(f"state_dict['state'][0][{key!r}]: expected floating values, got {a.dtype}")
         return a.astype(dtype, copy=True) if copy else np.ascontiguousarray(a, dtype)
 
@@ -124,18 +189,26 @@ def memory_from_entries(entry: Any, n: int, dtype: np.dtype, as_array: Callable[
     return memory
 
 
+Point = tuple[np.ndarray, "np.ndarray | None"]  # a saved point: values, compensation
+
+
 class FlatParams:
     """Parameters seen as one flat vector: ``grad`` (the gathered gradient, refilled by
-    ``evaluate``), in-place ``add(t, d)``, and ``save``/``restore`` of the point."""
+    ``evaluate``, of the compute ``dtype``), in-place ``add(t, d)``, and ``save``/``restore``
+    of the point. 16-bit parameters are stored as ``rounding`` says (see the module): ``comp``
+    is their flat Kahan compensation, ``stream`` the stochastic rounding stream's step."""
 
     def __init__(self, arrays: Sequence[np.ndarray], dtype: np.dtype,
-                 evaluate: Callable[[np.ndarray], float]) -> None:
+                 evaluate: Callable[[np.ndarray], float], rounding: str = "nearest",
+                 seed: int = 0, comp: np.ndarray | None = None) -> None:
         self.arrays = list(arrays)
         self.sizes = [a.size for a in self.arrays]
         self.offsets = np.cumsum([0, *self.sizes]).tolist()
         self.n = self.offsets[-1]
         self.grad = np.empty(self.n, dtype)
         self._evaluate = evaluate
+        self.rounding, self.seed, self.comp = rounding, seed, comp
+        self.stream = 0
 
     def pieces(self, flat: np.ndarray) -> list[np.ndarray]:
         """``flat`` cut into views of the parameters' shapes."""
@@ -147,28 +220,46 @@ class FlatParams:
         return self._evaluate(self.grad)
 
     def add(self, t: Any, d: np.ndarray) -> None:
-        """x ← x + t·d, t and each product rounded in x's dtype (as torch's ``add_`` with
-        ``alpha``), one pass per parameter."""
-        for a, piece in zip(self.arrays, self.pieces(d)):
-            if a.flags.c_contiguous:
+        """x ← x + t·d, t and each product rounded in the compute dtype (as torch's ``add_``
+        with ``alpha``), one pass per parameter; a 16-bit parameter's result stored rounded."""
+        comps = self.pieces(self.comp) if self.comp is not None else [None] * len(self.arrays)
+        for i, (a, piece, comp) in enumerate(zip(self.arrays, self.pieces(d), comps)):
+            if a.dtype.itemsize == 2:
+                contiguous = np.ascontiguousarray(a)
+                wide = widened(contiguous)
+                kernels.axpy_dot(wide.reshape(-1), t, piece.reshape(-1))
+                key = kernels.stream_key(self.seed, self.stream, i)
+                store(wide, contiguous, self.rounding, key, comp)
+                if contiguous is not a:
+                    a[...] = contiguous
+            elif a.flags.c_contiguous:
                 kernels.axpy_dot(a, t, piece)
             else:  # a tensor's strided view (fastopt.torch): the same rounding, in NumPy
                 a += piece * a.dtype.type(t)
 
-    def save(self, into: np.ndarray) -> None:
-        for a, piece in zip(self.arrays, self.pieces(into)):
-            piece[...] = a
+    def new_point(self) -> Point:
+        """Room for a saved point."""
+        return (np.empty(self.n, self.grad.dtype),
+                None if self.comp is None else np.empty_like(self.comp))
 
-    def restore(self, point: np.ndarray) -> None:
-        for a, piece in zip(self.arrays, self.pieces(point)):
+    def save(self, into: Point) -> None:
+        for a, piece in zip(self.arrays, self.pieces(into[0])):
+            piece[...] = a  # 16-bit values are exact in the compute dtype
+        if self.comp is not None:
+            into[1][...] = self.comp
+
+    def restore(self, point: Point) -> None:
+        for a, piece in zip(self.arrays, self.pieces(point[0])):
             a[...] = piece
+        if self.comp is not None:
+            self.comp[...] = point[1]
 
 
 def step_or_restore(flat: FlatParams, memory: Memory, **hypers: Any) -> tuple[Any, Memory]:
     """:func:`lbfgs_step`, and if it raises (a closure that raises, a bad gradient) the
     parameters put back at the point it started from before the error goes on: ``memory`` is
     never modified, so with the point restored the caller has nothing left to undo."""
-    start = np.empty(flat.n, flat.grad.dtype)
+    start = flat.new_point()
     flat.save(start)
     try:
         return lbfgs_step(flat, memory, **hypers)
@@ -214,9 +305,10 @@ def lbfgs_step(flat: FlatParams, memory: Memory, *, lr: float, max_iter: int, ma
     if done:
         return first_loss, m
     m.started = True
-    x = np.empty_like(g) if line_search_fn is not None else None
+    x = flat.new_point() if line_search_fn is not None else None
     for it in range(1, max_iter + 1):
         m.n_iter += 1
+        flat.stream = m.n_iter
         if m.n_iter == 1:
             m.d = np.negative(g)
             m.old_dirs, m.old_stps, m.ro, m.H_diag = [], [], [], 1

@@ -207,12 +207,15 @@ def test_state_dict_round_trip_continues_identically():
     assert torch.equal(flat(other_params), flat(params))
 
 
-def test_is_torchs_class_with_torchs_signature():
+def test_is_torchs_class_with_torchs_signature_and_the_storage_options():
     import inspect
     assert issubclass(fastopt.torch.LBFGS, torch.optim.LBFGS)
-    assert inspect.signature(fastopt.torch.LBFGS.__init__) == inspect.signature(
-        torch.optim.LBFGS.__init__)
-    assert inspect.signature(fastopt.torch.LBFGS) == inspect.signature(torch.optim.LBFGS)
+    theirs = list(inspect.signature(torch.optim.LBFGS).parameters.values())
+    mine = list(inspect.signature(fastopt.torch.LBFGS).parameters.values())
+    assert mine[:len(theirs)] == theirs
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    assert [(p.name, p.kind, p.default) for p in mine[len(theirs):]] == [
+        ("state_dtype", keyword, None), ("rounding", keyword, None), ("seed", keyword, 0)]
     opt = fastopt.torch.LBFGS([torch.zeros(3, requires_grad=True)])
     assert opt.param_groups[0]["max_eval"] == 25 and opt.param_groups[0]["history_size"] == 100
 
@@ -262,8 +265,10 @@ def test_bad_steps_refused_with_nothing_modified():
 
 
 def test_refuses_what_it_cannot_step():
-    with pytest.raises(TypeError, match="float32 or float64"):
-        fastopt.torch.LBFGS([torch.zeros(3, dtype=torch.float16)])
+    with pytest.raises(TypeError, match="float16"):
+        fastopt.torch.LBFGS([torch.zeros(3, dtype=torch.int32)])
+    with pytest.raises(TypeError, match="CPU"):
+        fastopt.torch.LBFGS([torch.zeros(3, dtype=torch.complex64)])
     with pytest.raises(TypeError, match="dtype"):
         fastopt.torch.LBFGS([torch.zeros(3), torch.zeros(3, dtype=torch.float64)])
 

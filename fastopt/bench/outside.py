@@ -162,7 +162,8 @@ def lbfgs_contenders(dtype: np.dtype,
 
     contenders: Contenders = {"fastopt": fastopt_step,
                               "numpy": _reference_lbfgs(start, a, point, memory.entries(),
-                                                         opt.defaults)}
+                                                         {k: v for k, v in opt.defaults.items()
+                                                          if k not in STORAGE_DEFAULTS})}
     if importlib.util.find_spec("torch") is None:
         return contenders, lbfgs_transfers(history), None, None
     contenders["torch"] = _torch_lbfgs(start, a, warm)

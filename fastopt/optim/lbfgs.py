@@ -11,7 +11,10 @@ import numpy as np
 
 from .. import validation
 from ..flat import first_overlap
-from ..lbfgs import FlatParams, Memory, memory_from_entries, step_or_restore
+from ..lbfgs import (STORAGE_DEFAULTS, FlatParams, Memory, compute_dtype, group_storage,
+                     loaded_compensation, memory_from_entries, new_compensation,
+                     step_or_restore)
+from ..rules.storage import COMPENSATION
 
 Closure = Callable[[], tuple[Any, Sequence[np.ndarray]]]
 
@@ -43,19 +46,26 @@ def as_scalar(dtype: np.dtype, name: str, value: Any) -> Any:
 
 class LBFGS:
     """L-BFGS with torch.optim.LBFGS's arguments, defaults and state-dict layout, over
-    float32 or float64 arrays (one dtype), updated in place.
+    float32, float64, bfloat16 or float16 arrays (one dtype), updated in place.
 
     ``step(closure)`` calls ``closure()`` as often as the search needs (up to ``max_eval``
     times); it evaluates the model at the arrays' current values and returns
     ``(loss, grads)``: the loss (a number) and one gradient per parameter, of its shape and
     dtype. ``step`` returns the first call's loss. All parameters form one vector, as in torch:
     one parameter group only.
+
+    ``rounding`` and ``seed`` are every fastopt rule's storage options
+    (:mod:`fastopt.rules.storage`): bfloat16 and float16 parameters are stepped in float32
+    (the memory too) and stored rounded (stochastically by default for bfloat16, compensated
+    for float16: ``kahan_comp``, a flat vector in the state). ``state_dtype`` takes only the
+    dtype the step computes in (float32; float64 for float64 parameters).
     """
 
     def __init__(self, params: Iterable[np.ndarray], lr: float = 1, max_iter: int = 20,
                  max_eval: int | None = None, tolerance_grad: float = 1e-7,
                  tolerance_change: float = 1e-9, history_size: int = 100,
-                 line_search_fn: str | None = None) -> None:
+                 line_search_fn: str | None = None, *, state_dtype: Any = None,
+                 rounding: str | None = None, seed: int = 0) -> None:
         if isinstance(params, (np.ndarray, dict)):
             raise TypeError(f"params: expected a list of arrays, got {type(params).__name__}")
         arrays = list(params)
@@ -67,7 +77,7 @@ class LBFGS:
         if not arrays:
             raise ValueError("params: expected at least one array, got none")
         for i, a in enumerate(arrays):
-            validation.array(f"params[{i}]", a, dtypes=validation.FLOAT_DTYPES)
+            validation.array(f"params[{i}]", a)
             if a.dtype != arrays[0].dtype:
                 raise TypeError(f"params[{i}]: expected dtype {arrays[0].dtype} like params[0] "
                                 f"(L-BFGS steps one vector), got {a.dtype}")
@@ -79,10 +89,16 @@ class LBFGS:
                                "tolerance_grad": tolerance_grad,
                                "tolerance_change": tolerance_change,
                                "history_size": history_size, "line_search_fn": line_search_fn})
-        self.defaults = dict(hypers)
-        self.param_groups = [{**hypers, "params": arrays}]
-        self.dtype = arrays[0].dtype
-        self._flat = FlatParams(arrays, self.dtype, self._gather)
+        given = {"state_dtype": state_dtype, "rounding": rounding, "seed": seed}
+        param = arrays[0].dtype
+        self._storage = group_storage(given, param)
+        self.defaults = {**hypers, **given}
+        self.param_groups = [{**self.defaults, "params": arrays}]
+        self.dtype = compute_dtype(param)  # of the step's arithmetic and its memory
+        n = sum(a.size for a in arrays)
+        self._flat = FlatParams(arrays, self.dtype, self._gather,
+                                self._storage.rounding_of(param), self._storage.seed,
+                                new_compensation(self._storage, param, n))
         self._closure: Closure | None = None
         self.memory = Memory()
 
@@ -109,6 +125,9 @@ class LBFGS:
             raise TypeError(f"closure: expected a callable returning (loss, grads), got "
                             f"{type(closure).__name__}")
         hypers = check_hypers(self.param_groups[0])
+        stored = self._checked_storage(self.param_groups[0])
+        self._storage.check_same("param_groups[0]", stored)  # the compensation is laid out
+        self._flat.seed = stored.seed
         self._closure = closure
         try:
             loss, self.memory = step_or_restore(self._flat, self.memory, **hypers)
@@ -119,7 +138,13 @@ class LBFGS:
     @property
     def state(self) -> dict[int, dict[str, Any]]:
         """torch's state layout: L-BFGS's one entry, under the first parameter (index 0)."""
-        return {0: self.memory.entries()} if self.memory.func_evals else {}
+        if not self.memory.func_evals:
+            return {}
+        comp = self._flat.comp
+        return {0: {**self.memory.entries(), **({} if comp is None else {COMPENSATION: comp})}}
+
+    def _checked_storage(self, group: dict[str, Any]) -> Any:
+        return group_storage(group, self._flat.arrays[0].dtype)
 
     def state_dict(self) -> dict[str, Any]:
         """torch's layout (``{"state": {0: {...}}, "param_groups": [...]}``), copies throughout."""
@@ -141,16 +166,30 @@ class LBFGS:
             raise ValueError(f"state_dict['param_groups'][0]['params']: expected "
                              f"{list(range(len(self._flat.arrays)))}, got {group.get('params')!r}")
         hypers = check_hypers({**self.defaults, **group})
+        for key, value in self._storage_given().items():  # a torch.optim dict lacks them
+            group.setdefault(key, value)
+        self._storage.check_same("state_dict['param_groups'][0]", self._checked_storage(group))
         if not isinstance(state, dict) or set(state) - {0}:
             raise ValueError("state_dict['state']: expected L-BFGS's one entry under index 0, "
                              f"got keys {sorted(state) if isinstance(state, dict) else state!r}")
-        memory = Memory()
+        memory, entry = Memory(), {}
         if 0 in state:
-            memory = memory_from_entries(state[0], self._flat.n, self.dtype,
+            entry = state[0]
+            if not isinstance(entry, dict):
+                raise TypeError(f"state_dict['state'][0]: expected a dict, got "
+                                f"{type(entry).__name__}")
+            memory = memory_from_entries({k: v for k, v in entry.items() if k != COMPENSATION},
+                                         self._flat.n, self.dtype,
                                          lambda name, v: validation.as_array(v),
                                          functools.partial(as_scalar, self.dtype))
+        comp = loaded_compensation(entry, self._flat.comp, lambda name, v: validation.as_array(v))
         self.param_groups = [{**group, **hypers, "params": self._flat.arrays}]
         self.memory = memory
+        if comp is not None:
+            self._flat.comp[...] = comp
+
+    def _storage_given(self) -> dict[str, Any]:
+        return {k: self.defaults[k] for k in STORAGE_DEFAULTS}
 
     def __repr__(self) -> str:
         hypers = {k: v for k, v in self.param_groups[0].items() if k != "params"}
